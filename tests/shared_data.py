@@ -2,7 +2,8 @@
 
 Tests call `shared_path(...)`; when the file is absent the test is skipped with a reason
 naming the path, so a machine without ../shared still runs everything else.
-Set YOLO_SHARED to point somewhere else.
+Set YOLO_SHARED to point somewhere else; by default the nearest `shared/` beside the repo
+or one of its parent folders is used.
 """
 from __future__ import annotations
 
@@ -12,7 +13,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("YOLO_SHARED", REPO.parent / "shared"))
+
+
+def _find_shared() -> Path:
+    """$YOLO_SHARED, else the nearest `shared/` folder beside the repo or one of its parents (worktrees)."""
+    if os.environ.get("YOLO_SHARED"):
+        return Path(os.environ["YOLO_SHARED"])
+    for parent in REPO.parents:
+        if (parent / "shared").is_dir():
+            return parent / "shared"
+    return REPO.parent / "shared"
+
+
+SHARED = _find_shared()
 
 
 def shared_path(*parts: str) -> Path:

@@ -1,0 +1,49 @@
+"""Models: YAML graph (`Model`, `parse_model`), building blocks, checkpoints (`load_model`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["load_model", "Model", "save_checkpoint"]
+
+
+def __getattr__(name: str):
+    # Lazy re-exports keep `import models` light and free of import cycles.
+    if name == "Model":
+        from models.yolo import Model
+        return Model
+    if name == "save_checkpoint":
+        from models.checkpoint import save_checkpoint
+        return save_checkpoint
+    raise AttributeError(name)
+
+
+def load_checkpoint_dict(path: str | Path) -> dict:
+    """{'yaml', 'state_dict', 'names', 'stride', ...} from our checkpoint or an official ultralytics .pt."""
+    from models.checkpoint import read_checkpoint
+    from models.official import is_official, read_official
+
+    return read_official(path) if is_official(path) else read_checkpoint(path)
+
+
+def model_from_checkpoint(ckpt: dict, source: str = "<checkpoint>"):
+    """Rebuild the Model from a checkpoint dict and load its tensors (strict: every name and shape must fit)."""
+    from models.checkpoint import CheckpointError
+    from models.yolo import Model
+
+    model = Model(ckpt["yaml"])
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: weights do not fit the model built from its YAML: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.names = list(ckpt.get("names") or model.names)
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False):
+    """A Model in eval mode, float32, from our checkpoint or an official YOLOv5 .pt (no code from the file runs)."""
+    model = model_from_checkpoint(load_checkpoint_dict(path), str(path))
+    model = model.to(device).eval()
+    return model.fuse() if fuse else model

@@ -1,0 +1,96 @@
+"""Torch helpers: device selection, weight initialisation, model summary (parameters, GFLOPs), seeding."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+LOGGER = logging.getLogger("yolo")
+
+
+def select_device(device: str | int | torch.device = "") -> torch.device:
+    """'' -> cuda:0 if available else cpu; 'cpu'; '0' / 0 / 'cuda:0' -> that GPU. Errors if a GPU is asked for but absent."""
+    if isinstance(device, torch.device):
+        return device
+    spec = str(device).strip().lower().replace("cuda:", "")
+    if spec in ("", "none"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu")
+    first = spec.split(",")[0]
+    return torch.device(f"cuda:{int(first)}")
+
+
+def initialize_weights(model: nn.Module) -> None:
+    """YOLOv5's BatchNorm settings (eps 1e-3, momentum 0.03) and in-place activations."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 1e-3
+            m.momentum = 0.03
+        elif isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)):
+            m.inplace = True
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(parameters, parameters requiring gradients)."""
+    n_p = sum(p.numel() for p in model.parameters())
+    n_g = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return n_p, n_g
+
+
+def gflops(model: nn.Module, img_size: int | tuple[int, int] = 640) -> float:
+    """GFLOPs (2 x thop MACs) of one forward at img_size, probed at max(stride, 32) and scaled, as YOLOv5 does."""
+    try:
+        import thop
+    except ImportError:  # thop is optional for this figure only
+        return 0.0
+    stride = int(model.stride.max()) if hasattr(model, "stride") else 32
+    s = max(stride, 32)
+    p = next(model.parameters())
+    ch = getattr(model, "yaml", {}).get("ch", 3)
+    probe = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        macs = thop.profile(probe, inputs=(torch.empty((1, ch, s, s), device=p.device, dtype=p.dtype),), verbose=False)[0]
+    size = img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size)
+    return macs / 1e9 * 2 * size[0] / s * size[1] / s
+
+
+def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, name: str = "Model") -> dict:
+    """Log '<name> summary: L layers, P parameters, G gradients, F GFLOPs' (and a per-parameter table if verbose)."""
+    n_p, n_g = count_params(model)
+    if verbose:
+        LOGGER.info(f"{'layer':>5} {'name':>40} {'gradient':>9} {'parameters':>12} {'shape':>20} {'mu':>10} {'sigma':>10}")
+        for i, (pname, p) in enumerate(model.named_parameters()):
+            LOGGER.info(f"{i:5g} {pname:>40} {str(p.requires_grad):>9} {p.numel():12g} {str(list(p.shape)):>20} "
+                        f"{p.mean():10.3g} {p.std() if p.numel() > 1 else 0:10.3g}")
+    flops = gflops(model, img_size)
+    n_layers = len(list(model.modules()))
+    fs = f", {flops:.1f} GFLOPs" if flops else ""
+    LOGGER.info(f"{name} summary: {n_layers} layers, {n_p} parameters, {n_g} gradients{fs}")
+    return {"layers": n_layers, "parameters": n_p, "gradients": n_g, "gflops": flops}
+
+
+def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (and make cuDNN deterministic if asked)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+
+
+def de_parallel(model: nn.Module) -> nn.Module:
+    """The plain model inside DataParallel / DistributedDataParallel."""
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
