@@ -175,7 +175,8 @@ def _evolve(k: np.ndarray, wh: np.ndarray, thr: float, gen: int, rng: np.random.
             if len(better):
                 f, k = float(fit[better[0]]), cands[better[0]]
                 since_improve = 0
-                pbar.set_description(f"{PREFIX}Evolving anchors with Genetic Algorithm: fitness = {f:.4f}", refresh=False)
+                pbar.set_description(f"{PREFIX}Evolving anchors with Genetic Algorithm: fitness = {f:.4f}",
+                                     refresh=False)
             else:
                 since_improve += size
             done += used

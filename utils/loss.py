@@ -96,7 +96,7 @@ class ComputeLoss:
         if len(self.balance) != self.nl:
             raise ValueError(f"no objectness balance for {self.nl} detection levels (supported: 1-5)")
         strides = [float(s) for s in head.stride]
-        self.ssi = strides.index(16.0) if autobalance else 0  # autobalance keeps the stride-16 weight at 1
+        self.ssi = strides.index(16.0) if autobalance and 16.0 in strides else 0  # stride-16 weight stays 1
         self.autobalance = autobalance
         self.gr = 1.0  # objectness target = (1 - gr) + gr * IoU
 
