@@ -144,3 +144,11 @@ def test_smooth_bce_and_bad_input() -> None:
     with pytest.raises(ValueError, match="2 prediction levels"):
         ComputeLoss(_hand_head(), HYP_SCRATCH_LOW)(_hand_preds()[:1], torch.zeros(0, 6))
     assert math.isclose(ComputeLoss(_hand_head(), HYP_SCRATCH_LOW).balance[1], 1.0)
+
+
+def test_autobalance_moves_weights_and_keeps_stride16_at_one() -> None:
+    loss = ComputeLoss(_hand_head(), HYP_SCRATCH_LOW, autobalance=True)
+    assert loss.ssi == 1  # the stride-16 level
+    preds = [p.normal_() for p in _hand_preds(bs=2)]
+    loss(preds, torch.tensor([[0, 2, 3.5 / 8, 4.5 / 8, 0.25, 0.25]]))
+    assert loss.balance[1] == 1.0 and loss.balance[0] != 4.0
