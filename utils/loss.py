@@ -1,0 +1,230 @@
+"""YOLOv5 (v6+) training loss: target assignment (`build_targets`) and the box/objectness/class loss.
+
+The head the loss reads is any object with `nc`, `nl`, `na`, `anchors` ((nl, na, 2) in grid units,
+i.e. pixels / stride) and `stride` ((nl,)). Predictions are the raw per-level head outputs
+(B, na, H, W, 5 + nc) as logits; targets are (nt, 6) rows `[image, class, cx, cy, w, h]` normalised
+to the network input.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from utils.boxes import bbox_iou
+
+# Per-level objectness weights: high-resolution levels have many more (mostly empty) cells, so their
+# mean BCE is smaller and is weighted up. 3 levels (P3-P5) or up to 5 (P3-P7, "P6" models).
+BALANCE_P5 = (4.0, 1.0, 0.4)
+BALANCE_P6 = (4.0, 1.0, 0.25, 0.06, 0.02)
+
+# Candidate cells for a target, in units of half a cell: its own cell, then right/down/left/up neighbours.
+_OFFSETS = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
+_CELL_HALF = 0.5
+
+
+def smooth_bce(eps: float = 0.0) -> tuple[float, float]:
+    """Label-smoothed BCE targets (positive, negative) = (1 - eps/2, eps/2)."""
+    return 1.0 - 0.5 * eps, 0.5 * eps
+
+
+def scale_loss_hyp(hyp: dict[str, Any], nl: int, nc: int, imgsz: int,
+                   label_smoothing: float | None = None) -> dict[str, Any]:
+    """Return a copy of `hyp` with the loss gains rescaled as YOLOv5's train.py does before training.
+
+    The gains were tuned for 3 detection levels, 80 classes and 640 px: the box and class gains scale
+    with 3/nl, the class gain also with nc/80, and the objectness gain with the number of grid cells
+    ((imgsz/640)**2) and 3/nl.
+    """
+    for key in ("box", "cls", "obj"):
+        if key not in hyp:
+            raise KeyError(f"hyp is missing the loss gain '{key}'")
+    out = dict(hyp)
+    out["box"] = hyp["box"] * 3 / nl
+    out["cls"] = hyp["cls"] * nc / 80 * 3 / nl
+    out["obj"] = hyp["obj"] * (imgsz / 640) ** 2 * 3 / nl
+    if label_smoothing is not None:
+        out["label_smoothing"] = float(label_smoothing)
+    return out
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017) wrapped around a BCEWithLogitsLoss: weight (1 - p_t)**gamma * alpha_t."""
+
+    def __init__(self, loss_fcn: nn.BCEWithLogitsLoss, gamma: float = 1.5, alpha: float = 0.25) -> None:
+        super().__init__()
+        self.loss_fcn = loss_fcn
+        self.gamma = gamma
+        self.alpha = alpha
+        self.reduction = loss_fcn.reduction
+        self.loss_fcn.reduction = "none"  # the focal weight is applied per element
+
+    def forward(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        loss = self.loss_fcn(pred, true)
+        prob = pred.sigmoid()
+        p_t = true * prob + (1 - true) * (1 - prob)
+        alpha_t = true * self.alpha + (1 - true) * (1 - self.alpha)
+        loss = loss * alpha_t * (1.0 - p_t) ** self.gamma
+        if self.reduction == "mean":
+            return loss.mean()
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss
+
+
+class ComputeLoss:
+    """YOLOv5 loss: 1 - CIoU box loss, BCE objectness against the (clamped) IoU, BCE class loss."""
+
+    sort_obj_iou = False  # YOLOv5 default: cells hit twice keep the last write, not the highest IoU
+
+    def __init__(self, head: Any, hyp: dict[str, Any], autobalance: bool = False) -> None:
+        for key in ("box", "obj", "cls", "anchor_t"):
+            if key not in hyp:
+                raise KeyError(f"hyp is missing '{key}' needed by the loss")
+        self.head = head
+        self.hyp = hyp
+        self.nc, self.nl, self.na = int(head.nc), int(head.nl), int(head.na)
+        device = head.anchors.device
+        self.bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.get("cls_pw", 1.0)], device=device))
+        self.bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.get("obj_pw", 1.0)], device=device))
+        self.cp, self.cn = smooth_bce(hyp.get("label_smoothing", 0.0))
+        gamma = hyp.get("fl_gamma", 0.0)
+        if gamma > 0:
+            self.bce_cls, self.bce_obj = FocalLoss(self.bce_cls, gamma), FocalLoss(self.bce_obj, gamma)
+        self.balance = list(BALANCE_P5 if self.nl == 3 else BALANCE_P6[:self.nl])
+        if len(self.balance) != self.nl:
+            raise ValueError(f"no objectness balance for {self.nl} detection levels (supported: 1-5)")
+        strides = [float(s) for s in head.stride]
+        self.ssi = strides.index(16.0) if autobalance and 16.0 in strides else 0  # stride-16 weight stays 1
+        self.autobalance = autobalance
+        self.gr = 1.0  # objectness target = (1 - gr) + gr * IoU
+
+    @property
+    def anchors(self) -> torch.Tensor:
+        """Anchors (nl, na, 2) in grid units, read from the head so autoanchor updates are seen."""
+        return self.head.anchors
+
+    def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (total loss (1,) scaled by batch size, detached items [box, obj, cls] (3,))."""
+        if len(preds) != self.nl:
+            raise ValueError(f"expected {self.nl} prediction levels, got {len(preds)}")
+        device = targets.device
+        lcls = torch.zeros(1, device=device)
+        lbox = torch.zeros(1, device=device)
+        lobj = torch.zeros(1, device=device)
+        tcls, tbox, indices, anch = self.build_targets(preds, targets)
+
+        for i, pi in enumerate(preds):
+            b, a, gj, gi = indices[i]
+            tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype, device=device)
+            n = b.shape[0]
+            if n:
+                pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
+                # Decode as Detect does: xy offset in (-0.5, 1.5) of the cell, wh in (0, 4) x anchor.
+                pxy = pxy.sigmoid() * 2 - 0.5
+                pwh = (pwh.sigmoid() * 2) ** 2 * anch[i]
+                iou = bbox_iou(torch.cat((pxy, pwh), 1), tbox[i], CIoU=True).squeeze(-1)
+                lbox = lbox + (1.0 - iou).mean()
+
+                iou = iou.detach().clamp(0).type(tobj.dtype)
+                if self.sort_obj_iou:
+                    j = iou.argsort()
+                    b, a, gj, gi, iou = b[j], a[j], gj[j], gi[j], iou[j]
+                if self.gr < 1:
+                    iou = (1.0 - self.gr) + self.gr * iou
+                tobj[b, a, gj, gi] = iou  # duplicate cells: the last write wins
+
+                if self.nc > 1:  # a single class is learnt by objectness alone
+                    t = torch.full_like(pcls, self.cn)
+                    t[torch.arange(n, device=device), tcls[i]] = self.cp
+                    lcls = lcls + self.bce_cls(pcls, t)
+
+            obji = self.bce_obj(pi[..., 4], tobj)
+            lobj = lobj + obji * self.balance[i]
+            if self.autobalance:
+                self.balance[i] = self.balance[i] * 0.9999 + 0.0001 / obji.detach().item()
+
+        if self.autobalance:
+            self.balance = [x / self.balance[self.ssi] for x in self.balance]
+        lbox = lbox * self.hyp["box"]
+        lobj = lobj * self.hyp["obj"]
+        lcls = lcls * self.hyp["cls"]
+        bs = preds[0].shape[0]
+        # Why "* bs": each term above is a mean (over matched targets, or over all cells), i.e. roughly a
+        # per-image average. Multiplying by the batch size turns it into a sum over the images of the
+        # batch. The trainer steps the optimizer once every `accumulate` = round(64 / bs) batches, so the
+        # gradient of one step is a sum over ~64 images (the nominal batch) whatever --batch-size is.
+        # YOLOv5's lr0 and loss gains were tuned for exactly that summed gradient, so keeping the factor
+        # keeps the step size independent of the batch size (weight decay is scaled by bs*accumulate/64
+        # in the trainer for the same reason).
+        return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+
+    def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, ...]],
+                                 list[torch.Tensor]]:
+        """Assign targets to (anchor, cell) pairs on every level.
+
+        Returns per level: classes (n,), boxes (n, 4) `[x - gi, y - gj, w, h]` in grid units, indices
+        `(image, anchor, gj, gi)` and the anchor sizes (n, 2) in grid units.
+
+        Assignment rule, per level (grid units = pixels / stride):
+          1. Shape match: a target goes to every anchor whose width AND height ratios to it are within
+             `anchor_t` (max(r, 1/r) < anchor_t, r = target_wh / anchor_wh). Predicted wh is
+             (2*sigmoid)**2 * anchor, at most 4x the anchor, so anchor_t = 4 keeps reachable targets.
+          2. Cells: its own cell (gi, gj) = floor(x, y), plus the two neighbours nearest the centre: the
+             left one if x%1 < 0.5, else the right one, and the upper one if y%1 < 0.5, else the lower
+             one (a neighbour is skipped when it would fall off the grid's outer border: x > 1 and
+             grid - x > 1). Predicted xy is 2*sigmoid - 0.5 in (-0.5, 1.5) of the cell, so those
+             neighbours can still reach the centre. Three cells per matched anchor, typically.
+
+                  +-----+-----+         centre * in the upper-left quarter of its cell:
+                  |     |     |         own cell X, left neighbour L, upper neighbour U
+                  |     |  U  |
+                  +-----+-----+
+                  |  L  |*  X |
+                  +-----+-----+
+
+          3. Cell indices are clamped into the grid, and the box offsets are measured from the clamped
+             cell (as YOLOv5 does, whose in-place clamp acts on a view of its index tensor): a centre
+             exactly on the right/bottom border gets offset 1.0 in the last cell.
+        Order (kept for reproducibility of duplicate-cell writes): anchor-major, then offset-major.
+        """
+        na, nt = self.na, targets.shape[0]
+        device = targets.device
+        tcls, tbox, indices, anch = [], [], [], []
+        gain = torch.ones(7, device=device)
+        ai = torch.arange(na, device=device).float().view(na, 1).repeat(1, nt)
+        targets = torch.cat((targets.repeat(na, 1, 1), ai[..., None]), 2)  # (na, nt, 7): + anchor index
+        off = torch.tensor(_OFFSETS, device=device).float() * _CELL_HALF
+        anchors_all = self.anchors.to(device)
+
+        for i in range(self.nl):
+            anchors, shape = anchors_all[i], preds[i].shape
+            gain[2:6] = torch.tensor(shape, device=device)[[3, 2, 3, 2]].float()  # xyxy gain
+            t = targets * gain  # to grid units
+            if nt:
+                r = t[..., 4:6] / anchors[:, None]  # wh ratio to each anchor
+                t = t[torch.max(r, 1 / r).max(2)[0] < self.hyp["anchor_t"]]  # rule 1
+                gxy = t[:, 2:4]  # from the top-left corner
+                gxi = gain[[2, 3]] - gxy  # from the bottom-right corner
+                left, up = ((gxy % 1 < _CELL_HALF) & (gxy > 1)).T
+                right, down = ((gxi % 1 < _CELL_HALF) & (gxi > 1)).T
+                keep = torch.stack((torch.ones_like(left), left, up, right, down))  # rule 2
+                t = t.repeat((len(_OFFSETS), 1, 1))[keep]
+                offsets = (torch.zeros_like(gxy)[None] + off[:, None])[keep]
+            else:
+                t = targets[0]
+                offsets = torch.zeros(1, 2, device=device)
+
+            bc, gxy, gwh, a = t.split((2, 2, 2, 1), 1)
+            a, (b, c) = a.long().view(-1), bc.long().T
+            gij = (gxy - offsets).long()  # truncation toward zero; gxy - offsets > 0 except at x = 0
+            gi = gij[:, 0].clamp(0, shape[3] - 1)  # rule 3
+            gj = gij[:, 1].clamp(0, shape[2] - 1)
+            gij = torch.stack((gi, gj), 1)
+            indices.append((b, a, gj, gi))
+            tbox.append(torch.cat((gxy - gij, gwh), 1))
+            anch.append(anchors[a])
+            tcls.append(c)
+        return tcls, tbox, indices, anch
