@@ -30,7 +30,8 @@ def _check_values(lb: np.ndarray, nc: int | None) -> None:
     out = (lb[:, 1:] < 0) | (lb[:, 1:] > 1)
     if out.any():
         r = bad(out.any(1))
-        raise ValueError(f"row {r}: coordinates must be normalised to [0, 1], got {lb[r - 1, 1:].tolist()}")
+        got = [round(float(v), 6) for v in lb[r - 1, 1:]]
+        raise ValueError(f"row {r}: coordinates must be normalised to [0, 1], got {got}")
 
 
 def verify_label(path: str, nc: int | None = None) -> tuple[np.ndarray, str, str]:
