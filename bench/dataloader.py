@@ -1,0 +1,92 @@
+"""Training-loader throughput on coco128 (640, mosaic, hyp.scratch-low, batch 16, 2 workers, 3 passes).
+
+Prints images/s per pass with and without --cache ram, the ratio to the official YOLOv5 loader
+(~100 img/s, ../shared/reference/yolov5/perf.md section e) and a per-stage time profile.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/dataloader.py`
+
+import cv2
+import numpy as np
+import torch
+
+from utils.augment import augment_hsv, random_perspective
+from utils.dataloaders import LoadImagesAndLabels, create_dataloader
+from utils.hyp import load_hyp
+from utils.image_check import read_image
+from utils.mosaic import mosaic4
+
+BASELINE_IMG_S = 100.0  # perf.md e: passes 2-3 of the official loader
+
+
+def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: int) -> list[float]:
+    """Images/s of each full pass over the training loader."""
+    loader, ds = create_dataloader(source, 640, 16, 32, hyp=hyp, augment=True, cache=cache, workers=workers,
+                                   shuffle=True, seed=0)
+    rates = []
+    for _ in range(passes):
+        t0, n = time.perf_counter(), 0
+        for imgs, *_ in loader:
+            n += imgs.shape[0]
+        rates.append(n / (time.perf_counter() - t0))
+    return rates
+
+
+def _timed(fn, reps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps * 1e3
+
+
+def profile(source: str, hyp: dict, reps: int = 32) -> dict[str, float]:
+    """Milliseconds per training sample spent in each stage (single process)."""
+    ds = LoadImagesAndLabels(source, 640, 16, augment=True, hyp=hyp)
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(ds), (reps, 4))
+    files = ds.im_files
+    t = {"decode (4 images)": _timed(lambda: [read_image(files[i]) for i in idx[0]], reps)}
+    raw = [read_image(files[i]) for i in idx[0]]
+    t["resize (4 images)"] = _timed(lambda: [cv2.resize(r, (640, 640 * r.shape[0] // r.shape[1])) for r in raw], reps)
+    ims = [ds.load_image(i)[0] for i in idx[0]]
+    t["mosaic canvas"] = _timed(lambda: mosaic4(ims, [ds.labels[i] for i in idx[0]], 640, rng), reps)
+    m, lab = mosaic4(ims, [ds.labels[i] for i in idx[0]], 640, rng)
+    t["perspective"] = _timed(lambda: random_perspective(m, lab.copy(), rng, 0, 0.1, 0.5, 0, 0, (-320, -320)), reps)
+    out = random_perspective(m, lab.copy(), rng, 0, 0.1, 0.5, 0, 0, (-320, -320))[0]
+    t["hsv"] = _timed(lambda: augment_hsv(out, rng, 0.015, 0.7, 0.4), reps)
+    t["to tensor (flip BGR->RGB, CHW)"] = _timed(
+        lambda: torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)[::-1])), reps)
+    batch = [ds[i] for i in range(16)]
+    t["collate (per sample)"] = _timed(lambda: LoadImagesAndLabels.collate_fn(batch), 8) / 16
+    t["full __getitem__"] = _timed(lambda: ds[int(rng.integers(len(ds)))], reps)
+    return t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    p.add_argument("--source", default=str(shared / "datasets/coco128/images/train2017"))
+    p.add_argument("--hyp", default="data/hyps/hyp.scratch-low.yaml")
+    p.add_argument("--passes", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2)
+    a = p.parse_args()
+    cv2.setNumThreads(0)
+    hyp = load_hyp(a.hyp)
+    for cache in (None, "ram"):
+        rates = run_passes(a.source, hyp, cache, a.passes, a.workers)
+        steady = np.mean(rates[1:]) if len(rates) > 1 else rates[0]
+        print(f"cache={cache!s:5} " + "  ".join(f"pass{i + 1} {r:6.1f} img/s" for i, r in enumerate(rates))
+              + f"  -> steady {steady:.1f} img/s = {steady / BASELINE_IMG_S:.2f}x official ({BASELINE_IMG_S:.0f} img/s)")
+    print("\nwhere the time goes (ms per training sample, one process, no cache):")
+    for k, v in profile(a.source, hyp).items():
+        print(f"  {k:32s} {v:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Data YAML (YOLOv5 format): dataset root, splits, class names; image and label file discovery.
+
+Keys: `path` (root; relative to the YAML's folder), `train`/`val`/`test` (a folder of images, a .txt
+list of image paths, or a list of either; relative to `path`), `names` (list or {id: name}), optional
+`nc`. A YAML with `generate: shapes` describes the embedded demo dataset, which is written on first
+use when its folder is absent (see utils/demo_data.py).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DataConfig:
+    """A parsed data YAML with resolved split paths."""
+    path: Path
+    train: list[Path] | None
+    val: list[Path] | None
+    test: list[Path] | None
+    names: list[str]
+    nc: int
+    yaml_file: Path
+    raw: dict = field(default_factory=dict)
+
+    def __getitem__(self, key: str):
+        """Dict-style access (`data['train']`) for code written against YOLOv5's data dict."""
+        return getattr(self, key)
+
+
+def img2label_paths(img_paths: list[str]) -> list[str]:
+    """Label path of each image: the last `/images/` becomes `/labels/`, the suffix becomes `.txt`."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return [sb.join(str(p).rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt" for p in img_paths]
+
+
+def _parse_names(raw: dict, yaml_file: Path) -> list[str]:
+    names = raw.get("names")
+    if names is None:
+        if "nc" in raw:
+            return [f"class{i}" for i in range(int(raw["nc"]))]
+        raise KeyError(f"{yaml_file}: key 'names' is missing")
+    if isinstance(names, dict):
+        keys = sorted(names)
+        if keys != list(range(len(keys))):
+            raise ValueError(f"{yaml_file}: key 'names' must map ids 0..n-1, got ids {keys}")
+        return [str(names[k]) for k in keys]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise TypeError(f"{yaml_file}: key 'names' must be a list or a dict, got {type(names).__name__}")
+
+
+def _resolve_split(raw: dict, key: str, root: Path, yaml_file: Path, must_exist: bool) -> list[Path] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        p = Path(str(item))
+        p = p if p.is_absolute() else root / p
+        if must_exist and not p.exists():
+            raise FileNotFoundError(f"{yaml_file}: key '{key}': path not found: {p}")
+        out.append(p)
+    return out
+
+
+def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
+    """Parse a data YAML; with `check`, the train/val paths must exist (error names key and path)."""
+    yaml_file = Path(path).resolve()
+    if not yaml_file.is_file():
+        raise FileNotFoundError(f"data YAML not found: {yaml_file}")
+    with open(yaml_file, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{yaml_file}: invalid YAML ({e})") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{yaml_file}: expected a mapping at the top level")
+    root = Path(str(raw.get("path") or "."))
+    root = (root if root.is_absolute() else yaml_file.parent / root).resolve()
+    if raw.get("generate") == "shapes":
+        from utils.demo_data import ensure_shapes_dataset
+        ensure_shapes_dataset(root)
+    names = _parse_names(raw, yaml_file)
+    nc = int(raw.get("nc", len(names)))
+    if nc != len(names):
+        raise ValueError(f"{yaml_file}: key 'nc' is {nc} but 'names' has {len(names)} entries")
+    for key in ("train", "val"):
+        if check and raw.get(key) is None:
+            raise KeyError(f"{yaml_file}: key '{key}' is missing")
+    splits = {k: _resolve_split(raw, k, root, yaml_file, check and k != "test") for k in SPLITS}
+    return DataConfig(path=root, names=names, nc=nc, yaml_file=yaml_file, raw=raw, **splits)
+
+
+def list_image_files(sources: str | Path | list) -> list[str]:
+    """All image files of a folder (recursive), a .txt list of images, or a list of those; sorted."""
+    files: list[str] = []
+    for src in sources if isinstance(sources, (list, tuple)) else [sources]:
+        p = Path(src)
+        if p.is_dir():
+            files += [str(f) for f in p.rglob("*") if f.suffix[1:].lower() in IMG_FORMATS]
+        elif p.is_file() and p.suffix == ".txt":
+            with open(p, encoding="utf-8") as f:
+                lines = [ln.strip() for ln in f if ln.strip()]
+            files += [str(ln if Path(ln).is_absolute() else (p.parent / ln).resolve()) for ln in lines]
+        elif p.is_file():
+            files.append(str(p))
+        else:
+            raise FileNotFoundError(f"image source does not exist: {p}")
+    files = sorted(f for f in files if f.rsplit(".", 1)[-1].lower() in IMG_FORMATS)
+    if not files:
+        raise FileNotFoundError(f"no images found in {sources} (formats: {', '.join(IMG_FORMATS)})")
+    return files

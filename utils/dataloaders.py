@@ -1,0 +1,236 @@
+"""Detection dataset and loaders (YOLOv5 semantics): verified labels, rect batches, caching, augmentation."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from utils.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
+from utils.boxes import xywhn2xyxy, xyxy2xywhn
+from utils.data_yaml import img2label_paths, list_image_files
+from utils.image_check import read_image
+from utils.label_cache import LOGGER, is_writeable, load_verified
+from utils.mosaic import mosaic4
+
+CACHE_MODES = (None, "ram", "disk")
+
+
+def rect_batch_shapes(shapes_wh: np.ndarray, batch_size: int, img_size: int, stride: int,
+                      pad: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort images by aspect ratio h/w; returns (order, batch index per sorted image, batch shapes [h, w])."""
+    order = (shapes_wh[:, 1] / shapes_wh[:, 0]).argsort()
+    ar = (shapes_wh[:, 1] / shapes_wh[:, 0])[order]
+    bi = np.floor(np.arange(len(ar)) / batch_size).astype(int)
+    nb = bi[-1] + 1
+    shapes = np.ones((nb, 2))
+    for i in range(nb):
+        lo, hi = ar[bi == i].min(), ar[bi == i].max()
+        if hi < 1:
+            shapes[i] = [hi, 1]
+        elif lo > 1:
+            shapes[i] = [1, 1 / lo]
+    return order, bi, np.ceil(shapes * img_size / stride + pad).astype(int) * stride
+
+
+class LoadImagesAndLabels(Dataset):
+    """Images with verified YOLO labels; mosaic/perspective/HSV/flip/mixup when `augment`."""
+
+    def __init__(self, path, img_size: int = 640, batch_size: int = 16, augment: bool = False,
+                 hyp: dict | None = None, rect: bool = False, cache: str | None = None, single_cls: bool = False,
+                 stride: int = 32, pad: float = 0.0, prefix: str = "", nc: int | None = None):
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+        if augment and hyp is None:
+            raise ValueError("augment=True needs a hyp dict (see utils/hyp.load_hyp)")
+        self.img_size, self.augment, self.hyp, self.rect, self.stride = img_size, augment, hyp, rect, stride
+        self.mosaic = augment and not rect
+        res = load_verified(list_image_files(path), img2label_paths(list_image_files(path)), nc, prefix)
+        if not res.im_files:
+            raise FileNotFoundError(f"{prefix}no usable images in {path}: {res.summary()}")
+        self.scan = res
+        self.im_files, self.label_files = res.im_files, res.label_files
+        self.labels = [lb.copy() for lb in res.labels]
+        if single_cls:
+            for lb in self.labels:
+                lb[:, 0] = 0
+        self.shapes = np.array(res.shapes, dtype=np.float64)
+        self.indices = np.arange(len(self.im_files))
+        self.batch_shapes = self.batch = None
+        if rect:
+            self._apply_rect(batch_size, pad)
+        self._rng, self._rng_pid = None, None
+        self.ims: list[np.ndarray | None] = [None] * len(self.im_files)
+        self.npy_files = [Path(f).with_suffix(".npy") for f in self.im_files]
+        self.cache = cache
+        if cache:
+            self._fill_cache(cache, prefix)
+
+    def _apply_rect(self, batch_size: int, pad: float) -> None:
+        order, self.batch, self.batch_shapes = rect_batch_shapes(self.shapes, batch_size, self.img_size,
+                                                                 self.stride, pad)
+        self.im_files = [self.im_files[i] for i in order]
+        self.label_files = [self.label_files[i] for i in order]
+        self.labels = [self.labels[i] for i in order]
+        self.shapes = self.shapes[order]
+
+    def _fill_cache(self, mode: str, prefix: str) -> None:
+        """Decode every image once: into RAM (resized) or to .npy files next to the images."""
+        nbytes = 0
+        for i in tqdm(range(len(self.im_files)), desc=f"{prefix}Caching images ({mode})", leave=False):
+            if mode == "disk":
+                if not self.npy_files[i].exists():
+                    if not is_writeable(self.npy_files[i].parent):
+                        raise PermissionError(f"--cache disk: {self.npy_files[i].parent} is read-only, "
+                                              "use --cache ram")
+                    np.save(self.npy_files[i], read_image(self.im_files[i]))
+                nbytes += self.npy_files[i].stat().st_size
+            else:
+                self.ims[i] = self.load_image(i)[0]
+                nbytes += self.ims[i].nbytes
+        LOGGER.info(f"{prefix}cached {len(self.im_files)} images ({nbytes / 1e9:.2f} GB {mode})")
+
+    def rng(self) -> np.random.Generator:
+        """Per-process generator seeded from torch (distinct per worker, reproducible with a seed)."""
+        if self._rng is None or self._rng_pid != os.getpid():
+            info = torch.utils.data.get_worker_info()
+            seed = info.seed if info is not None else torch.initial_seed()
+            self._rng, self._rng_pid = np.random.default_rng(seed % 2**63), os.getpid()
+        return self._rng
+
+    def __len__(self) -> int:
+        return len(self.im_files)
+
+    def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """Image i with its long side resized to img_size; returns (im, (h0, w0), (h, w))."""
+        if self.ims[i] is not None:
+            im = self.ims[i]
+            return im, self._orig_hw(i), im.shape[:2]
+        im = np.load(self.npy_files[i]) if self.cache == "disk" else read_image(self.im_files[i])
+        h0, w0 = im.shape[:2]
+        r = self.img_size / max(h0, w0)
+        if r != 1:
+            interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
+            im = cv2.resize(im, (math.ceil(w0 * r), math.ceil(h0 * r)), interpolation=interp)
+        return im, (h0, w0), im.shape[:2]
+
+    def _orig_hw(self, i: int) -> tuple[int, int]:
+        w, h = self.shapes[i]
+        return int(h), int(w)
+
+    def load_mosaic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mosaic of `index` and 3 random images, then random perspective back to img_size."""
+        rng, s, hyp = self.rng(), self.img_size, self.hyp
+        idx = [index, *rng.choice(len(self), 3)]
+        rng.shuffle(idx)
+        ims = [self.load_image(i)[0] for i in idx]
+        im4, lab4 = mosaic4(ims, [self.labels[i] for i in idx], s, rng)
+        return random_perspective(im4, lab4, rng, degrees=hyp["degrees"], translate=hyp["translate"],
+                                  scale=hyp["scale"], shear=hyp["shear"], perspective=hyp["perspective"],
+                                  border=(-s // 2, -s // 2))
+
+    def _load_letterboxed(self, index: int):
+        """Single image letterboxed to its (rect) batch shape; labels as pixel xyxy."""
+        im, (h0, w0), (h, w) = self.load_image(index)
+        shape = self.batch_shapes[self.batch[index]] if self.rect else self.img_size
+        im, ratio, pad = letterbox(im, shape, auto=False, scaleup=self.augment)
+        shapes = (h0, w0), ((h / h0, w / w0), pad)
+        labels = self.labels[index].copy()
+        if labels.size:
+            labels[:, 1:] = xywhn2xyxy(labels[:, 1:], ratio[0] * w, ratio[1] * h, padw=pad[0], padh=pad[1])
+        if self.augment:
+            hyp = self.hyp
+            im, labels = random_perspective(im, labels, self.rng(), degrees=hyp["degrees"],
+                                            translate=hyp["translate"], scale=hyp["scale"], shear=hyp["shear"],
+                                            perspective=hyp["perspective"])
+        return im, labels, shapes
+
+    def __getitem__(self, index: int):
+        index = int(self.indices[index])
+        hyp, rng = self.hyp, self.rng()
+        if self.mosaic and rng.random() < hyp["mosaic"]:
+            im, labels = self.load_mosaic(index)
+            shapes = None
+            if rng.random() < hyp["mixup"]:
+                im, labels = mixup(im, labels, *self.load_mosaic(int(rng.integers(len(self)))), rng)
+        else:
+            im, labels, shapes = self._load_letterboxed(index)
+        labels = labels.astype(np.float32)
+        if len(labels):
+            labels[:, 1:5] = xyxy2xywhn(labels[:, 1:5], w=im.shape[1], h=im.shape[0], clip=True, eps=1e-3)
+        if self.augment:
+            augment_hsv(im, rng, hgain=hyp["hsv_h"], sgain=hyp["hsv_s"], vgain=hyp["hsv_v"])
+            if rng.random() < hyp["flipud"]:
+                im, labels = flip_ud(im, labels)
+            if rng.random() < hyp["fliplr"]:
+                im, labels = flip_lr(im, labels)
+        out = torch.zeros((len(labels), 6))
+        if len(labels):
+            out[:, 1:] = torch.from_numpy(labels)
+        im = np.ascontiguousarray(im.transpose((2, 0, 1))[::-1])  # HWC BGR -> CHW RGB
+        return torch.from_numpy(im), out, self.im_files[index], shapes
+
+    @staticmethod
+    def collate_fn(batch):
+        """Stack images; targets (n, 6) [img_idx, cls, cx, cy, w, h]; paths and shapes as tuples."""
+        ims, labels, paths, shapes = zip(*batch)
+        for i, lb in enumerate(labels):
+            lb[:, 0] = i
+        return torch.stack(ims, 0), torch.cat(labels, 0), paths, shapes
+
+
+def _worker_init(worker_id: int) -> None:
+    cv2.setNumThreads(0)  # one OpenCV thread per worker: workers already use every core
+
+
+class _RepeatSampler:
+    """Endless iteration over a sampler (keeps workers alive across epochs)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        while True:
+            yield from iter(self.sampler)
+
+
+class InfiniteDataLoader(DataLoader):
+    """DataLoader that reuses its worker processes across epochs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "batch_sampler", _RepeatSampler(self.batch_sampler))
+        self.iterator = super().__iter__()
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler.sampler)
+
+    def __iter__(self):
+        for _ in range(len(self)):
+            yield next(self.iterator)
+
+
+def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict | None = None,
+                      augment: bool = False, cache: str | None = None, pad: float = 0.0, rect: bool = False,
+                      workers: int = 8, shuffle: bool = False, seed: int = 0, single_cls: bool = False,
+                      prefix: str = "", distributed: bool = False, nc: int | None = None):
+    """Build (loader, dataset). Shuffling uses a generator seeded with `seed`; DDP uses a DistributedSampler."""
+    if rect and shuffle:
+        LOGGER.warning(f"{prefix}WARNING rect=True is incompatible with shuffle, setting shuffle=False")
+        shuffle = False
+    dataset = LoadImagesAndLabels(path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect, cache=cache,
+                                  single_cls=single_cls, stride=stride, pad=pad, prefix=prefix, nc=nc)
+    batch_size = min(batch_size, len(dataset))
+    nw = min(os.cpu_count() or 1, workers, batch_size if batch_size > 1 else 0)
+    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    loader = InfiniteDataLoader if nw > 0 else DataLoader
+    return loader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, num_workers=nw,
+                  sampler=sampler, pin_memory=False, collate_fn=LoadImagesAndLabels.collate_fn,
+                  worker_init_fn=_worker_init, generator=generator), dataset
