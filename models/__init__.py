@@ -34,10 +34,14 @@ def model_from_checkpoint(ckpt: dict, source: str = "<checkpoint>"):
 
     model = Model(ckpt["yaml"])
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{source}: weights do not fit the model built from its YAML: "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{source}: weights do not fit the model built from its YAML: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}, shape mismatch {wrong[:5]}")
+    model.load_state_dict(sd)
     model.names = list(ckpt.get("names") or model.names)
     return model
 

@@ -63,7 +63,7 @@ def make_checkpoint(model: nn.Module, names: list[str] | None = None, half: bool
         "state_dict": state_dict if state_dict is not None else plain_state_dict(model, half),
         "names": list(names if names is not None else getattr(model, "names", [])),
         "stride": [float(s) for s in model.stride],
-        "meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__},
+        "meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"), "torch": str(torch.__version__)},
         **extra,
     }
 
