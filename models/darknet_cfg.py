@@ -250,7 +250,7 @@ def write_yaml(d: dict, path: str | Path) -> Path:
     out = [f"# Generated from {src} by models/darknet_cfg.py: one row per Darknet layer (row i = layer i).",
            f"nc: {d['nc']}", f"ch: {d.get('ch', 3)}", f"anchors: {flow(d['anchors'])}  # pixels, per [yolo] level",
            f"darknet: {flow(d.get('darknet', {}))}", "backbone:"]
-    out += [f"  - {flow(row)}  # {i}" for i, row in enumerate(d["backbone"])]
+    out += [f"  - {flow(row)}  # {i}{' [yolo]' if row[2] == 'nn.Identity' else ''}" for i, row in enumerate(d["backbone"])]
     out += ["head:"] + [f"  - {flow(row)}  # {i + len(d['backbone'])}" for i, row in enumerate(d["head"])]
     path.write_text("\n".join(out) + "\n")
     return path
