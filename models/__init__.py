@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+import models.darknet_layers  # noqa: F401,E402  (registers the Darknet blocks for YAML rows)
+
 __all__ = ["load_model", "Model", "save_checkpoint"]
 
 
@@ -46,8 +48,19 @@ def model_from_checkpoint(ckpt: dict, source: str = "<checkpoint>"):
     return model
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False):
-    """A Model in eval mode, float32, from our checkpoint or an official YOLOv5 .pt (no code from the file runs)."""
-    model = model_from_checkpoint(load_checkpoint_dict(path), str(path))
+def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False,
+               cfg: str | Path | None = None):
+    """A Model in eval mode, float32, from our checkpoint, an official YOLOv5 .pt (no code from the file runs),
+    or a Darknet .weights file with its `cfg`."""
+    if Path(path).suffix == ".weights" or cfg is not None:
+        if cfg is None:
+            raise ValueError(f"{path}: a Darknet .weights file needs its cfg (load_model(path, cfg='yolov4.cfg'))")
+        from models.darknet_cfg import model_from_cfg
+        from utils.darknet_weights import load_weights
+
+        model = model_from_cfg(cfg)
+        load_weights(model, path)
+    else:
+        model = model_from_checkpoint(load_checkpoint_dict(path), str(path))
     model = model.to(device).eval()
     return model.fuse() if fuse else model

@@ -67,6 +67,11 @@ class Detect(nn.Module):
         wh = (wh * 2) ** 2 * anchor_grid
         return torch.cat((xy, wh, conf), 4)
 
+    def box_from_raw(self, pxy: torch.Tensor, pwh: torch.Tensor, anchors: torch.Tensor, level: int = 0
+                     ) -> torch.Tensor:
+        """Training boxes (n, 4) xywh in grid units from raw logits: xy = 2 sig - 0.5 (cell-relative), wh = (2 sig)^2 * anchor."""
+        return torch.cat((pxy.sigmoid() * 2 - 0.5, (pwh.sigmoid() * 2) ** 2 * anchors), 1)
+
     def make_grid(self, i: int, nx: int, ny: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell offsets (1, na, ny, nx, 2), shifted by -0.5, and anchors in pixels broadcast to the grid."""
         y = torch.arange(ny, device=like.device, dtype=like.dtype)

@@ -1,7 +1,8 @@
 """YOLOv5 (v6+) training loss: target assignment (`build_targets`) and the box/objectness/class loss.
 
 The head the loss reads is any object with `nc`, `nl`, `na`, `anchors` ((nl, na, 2) in grid units,
-i.e. pixels / stride) and `stride` ((nl,)). Predictions are the raw per-level head outputs
+i.e. pixels / stride) and `stride` ((nl,)), and optionally `box_from_raw(pxy, pwh, anchors, level)` giving its
+own box parametrisation (Darknet heads; YOLOv5's is the default). Predictions are the raw per-level head outputs
 (B, na, H, W, 5 + nc) as logits; targets are (nt, 6) rows `[image, class, cx, cy, w, h]` normalised
 to the network input.
 """
@@ -47,6 +48,11 @@ def scale_loss_hyp(hyp: dict[str, Any], nl: int, nc: int, imgsz: int,
     if label_smoothing is not None:
         out["label_smoothing"] = float(label_smoothing)
     return out
+
+
+def yolov5_box_from_raw(pxy: torch.Tensor, pwh: torch.Tensor, anchors: torch.Tensor, level: int = 0) -> torch.Tensor:
+    """Decode as YOLOv5's Detect does (for heads without `box_from_raw`): xy in (-0.5, 1.5) of the cell, wh in (0, 4) x anchor."""
+    return torch.cat((pxy.sigmoid() * 2 - 0.5, (pwh.sigmoid() * 2) ** 2 * anchors), 1)
 
 
 class FocalLoss(nn.Module):
@@ -99,6 +105,7 @@ class ComputeLoss:
         self.ssi = strides.index(16.0) if autobalance and 16.0 in strides else 0  # stride-16 weight stays 1
         self.autobalance = autobalance
         self.gr = 1.0  # objectness target = (1 - gr) + gr * IoU
+        self.box_from_raw = getattr(head, "box_from_raw", yolov5_box_from_raw)
 
     @property
     def anchors(self) -> torch.Tensor:
@@ -121,10 +128,8 @@ class ComputeLoss:
             n = b.shape[0]
             if n:
                 pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
-                # Decode as Detect does: xy offset in (-0.5, 1.5) of the cell, wh in (0, 4) x anchor.
-                pxy = pxy.sigmoid() * 2 - 0.5
-                pwh = (pwh.sigmoid() * 2) ** 2 * anch[i]
-                iou = bbox_iou(torch.cat((pxy, pwh), 1), tbox[i], CIoU=True).squeeze(-1)
+                pbox = self.box_from_raw(pxy, pwh, anch[i], level=i)  # the head's own box parametrisation
+                iou = bbox_iou(pbox, tbox[i], CIoU=True).squeeze(-1)
                 lbox = lbox + (1.0 - iou).mean()
 
                 iou = iou.detach().clamp(0).type(tobj.dtype)
