@@ -5,8 +5,6 @@ from pathlib import Path
 
 import torch
 
-import models.darknet_layers  # noqa: F401,E402  (registers the Darknet blocks for YAML rows)
-
 __all__ = ["load_model", "Model", "save_checkpoint"]
 
 

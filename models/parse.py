@@ -16,6 +16,7 @@ import torch.nn as nn
 
 import models.common  # noqa: F401  (registers the building blocks)
 import models.convnext  # noqa: F401
+import models.darknet_layers  # noqa: F401
 import models.detect  # noqa: F401
 from models.registry import MODULES, Row
 

@@ -1,0 +1,94 @@
+"""Forward latency of fused yolov5n / yolov5s at 640 on this machine, against the official YOLOv5 code.
+
+Every choice is measured separately (memory format, TorchScript freezing with oneDNN fusion, torch.compile),
+next to the plain matmul rate of the CPU, so the achieved GFLOP/s show how close each one gets to the machine.
+Official anchors (../shared/reference/yolov5/perf.md, same machine type): yolov5n 68.3 ms, yolov5s 116.3 ms at
+batch 1; 16.4 / 6.46 img/s at batch 8; matmul 309 GFLOP/s.
+
+    python bench/model_speed.py [--models yolov5n yolov5s] [--batch 1 8] [--compile]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.yolo import Model  # noqa: E402
+from utils.inference import prepare_for_inference  # noqa: E402
+from utils.torch_utils import gflops  # noqa: E402
+
+OFFICIAL_MS = {("yolov5n", 1): 68.3, ("yolov5s", 1): 116.3, ("yolov5n", 8): 487.0, ("yolov5s", 8): 1239.0}
+
+
+def matmul_gflops(n: int = 2048, reps: int = 20) -> float:
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def time_forward(fn, x: torch.Tensor, warmup: int, reps: int) -> float:
+    """Median milliseconds of fn(x) under inference_mode."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn(x)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def variants(model: Model, x: torch.Tensor, use_compile: bool):
+    """(name, callable) for each inference setting to compare."""
+    plain = model
+    yield "eager, fused, NCHW", plain, x
+    opt = prepare_for_inference(copy.deepcopy(model), x.shape, mode="eager-cl")
+    yield "eager, fused, channels_last", opt, x.contiguous(memory_format=torch.channels_last)
+    jit = prepare_for_inference(copy.deepcopy(model), x.shape, mode="jit")
+    yield "TorchScript frozen (oneDNN), NCHW", jit, x
+    if use_compile:
+        compiled = torch.compile(model)
+        yield "torch.compile (inductor)", compiled, x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s"])
+    ap.add_argument("--batch", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    opt = ap.parse_args()
+    torch.manual_seed(0)
+    mm = matmul_gflops()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul 2048^3: {mm:.0f} GFLOP/s "
+          f"(official machine: 309)")
+    print(f"{'model':8} {'batch':>5} {'setting':36} {'ms':>8} {'img/s':>7} {'GFLOP/s':>8} {'vs official':>11}")
+    for name in opt.models:
+        model = Model(f"{name}.yaml").eval().fuse()
+        gf = gflops(model, opt.imgsz)
+        for bs in opt.batch:
+            x = torch.rand(bs, 3, opt.imgsz, opt.imgsz)
+            warmup, reps = (5, 20) if bs == 1 else (2, 8)
+            for label, fn, xi in variants(model, x, opt.compile):
+                ms = time_forward(fn, xi, warmup, reps)
+                ref = OFFICIAL_MS.get((name, bs))
+                ratio = f"{ref / ms:.2f}x" if ref else "-"
+                print(f"{name:8} {bs:>5} {label:36} {ms:8.1f} {bs / ms * 1e3:7.1f} {gf * bs / ms * 1e3:8.0f} {ratio:>11}")
+
+
+if __name__ == "__main__":
+    main()
