@@ -57,7 +57,8 @@ def read_state_dict(src: Union[str, Path, Mapping], source: str | None = None) -
             src = src[key]
             break
     if not isinstance(src, Mapping):
-        raise BackboneWeightsError(f"{source}: expected a state dict (or {{'model': state dict}}), got {type(src).__name__}")
+        raise BackboneWeightsError(f"{source}: expected a state dict (or {{'model': state dict}}), "
+                                   f"got {type(src).__name__}")
     sd = {k.removeprefix("module."): v for k, v in src.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise BackboneWeightsError(f"{source}: holds no tensors")
@@ -72,7 +73,8 @@ def convnext_rows(model: nn.Module) -> dict[int, str]:
             continue
         args = getattr(m, "args", None)
         if not args:
-            raise BackboneWeightsError(f"ConvNeXt_Block '{name}' was not built from a YAML row (no args to read its stage)")
+            raise BackboneWeightsError(f"ConvNeXt_Block '{name}' was not built from a YAML row "
+                                       "(no args to read its stage from)")
         stage = int(args[1])
         if stage in rows:
             raise BackboneWeightsError(f"stage {stage} is built by two rows ('{rows[stage]}' and '{name}')")

@@ -22,7 +22,8 @@ def parse_freeze_arg(values: Sequence[Union[str, int]]) -> FreezeSpec:
     try:
         ints = [int(v) for v in values]
     except ValueError:
-        raise ValueError(f"--freeze takes 'backbone', a number of layers or layer indices, got {list(values)}") from None
+        raise ValueError(f"--freeze takes 'backbone', a number of layers or layer indices, "
+                         f"got {list(values)}") from None
     return ints[0] if len(ints) == 1 else ints
 
 
