@@ -14,6 +14,7 @@ from typing import Any
 
 import torch.nn as nn
 
+import models.backbones  # noqa: F401
 import models.common  # noqa: F401  (registers the building blocks)
 import models.convnext  # noqa: F401
 import models.darknet_layers  # noqa: F401
@@ -137,6 +138,10 @@ def _build_row(row, i, where, ch, gd, gw, act, names, no):
         raise ModelConfigError(f"{where}: args must be a list, got {args!r}")
     n = max(round(n * gd), 1) if n > 1 else n
     c_in = [ch[x] for x in (f if isinstance(f, list) else [f])]
+    listed = [x % i for x, c in zip(f if isinstance(f, list) else [f], c_in) if isinstance(c, list)]
+    if listed and not entry.takes_list:
+        raise ModelConfigError(f"{where}: layer {listed[0]} outputs a list of feature maps; "
+                               f"take one of them with a [{listed[0]}, 1, Select, [index]] row first")
     try:
         layout = entry.layout(Row(c_in, [resolve_arg(a, names) for a in args], n, gw, act, no=no))
     except (ValueError, IndexError, TypeError) as e:

@@ -41,7 +41,7 @@ def make_divisible(x: float, divisor: int = 8) -> int:
 class Row:
     """What a layout function knows about the row it builds."""
 
-    c_in: list[int]  # channels of each input named in `from`
+    c_in: list  # channels of each input named in `from` (a list of ints for a row that outputs several maps)
     args: list  # the row's args, names and literals already resolved
     n: int  # repeats after depth_multiple
     width: float  # width_multiple
@@ -59,7 +59,7 @@ class Layout:
     """How to build a row: constructor args/kwargs, output channels, copies chained in a Sequential."""
 
     args: list
-    c_out: int
+    c_out: Union[int, list[int]]  # a list for a row that outputs a list of feature maps (see models/backbones.py)
     kwargs: dict = field(default_factory=dict)
     copies: int = 1
 
@@ -99,6 +99,7 @@ class Entry:
     cls: type
     layout: LayoutFn
     takes_act: bool
+    takes_list: bool = False  # may take a list of feature maps as its input (e.g. Select)
 
 
 class Registry:
@@ -108,7 +109,7 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def add(self, name: str, cls: type, layout: Union[str, LayoutFn] = "conv") -> None:
+    def add(self, name: str, cls: type, layout: Union[str, LayoutFn] = "conv", takes_list: bool = False) -> None:
         if name in self._entries:
             raise KeyError(f"{self.kind} '{name}' is already registered (by {self._entries[name].cls!r})")
         if isinstance(layout, str):
@@ -116,7 +117,7 @@ class Registry:
                 raise ValueError(f"unknown layout preset '{layout}'; choose one of {sorted(PRESETS)} or pass a function")
             layout = PRESETS[layout]
         takes_act = "act" in inspect.signature(cls.__init__).parameters
-        self._entries[name] = Entry(name, cls, layout, takes_act)
+        self._entries[name] = Entry(name, cls, layout, takes_act, takes_list)
 
     def get(self, name: str) -> Entry:
         if name not in self._entries:
@@ -135,11 +136,15 @@ class Registry:
 MODULES = Registry("module")
 
 
-def register(name: str | None = None, *, layout: Union[str, LayoutFn] = "conv") -> Callable[[type], type]:
-    """Class decorator: make a module usable in YAML rows under `name` (default: the class name)."""
+def register(name: str | None = None, *, layout: Union[str, LayoutFn] = "conv",
+             takes_list: bool = False) -> Callable[[type], type]:
+    """Class decorator: make a module usable in YAML rows under `name` (default: the class name).
+
+    `takes_list=True` lets the row take the output of a row that returns a list of feature maps.
+    """
 
     def wrap(cls: type) -> type:
-        MODULES.add(name or cls.__name__, cls, layout)
+        MODULES.add(name or cls.__name__, cls, layout, takes_list)
         return cls
 
     return wrap
