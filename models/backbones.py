@@ -102,6 +102,8 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
 class TimmBackbone(nn.Module):
     """Any timm model built with `features_only`; forward returns the list of maps at `out_indices`."""
 
+    keep_own_init = True  # initialize_weights leaves its BatchNorm settings alone
+
     def __init__(self, c1: int, name: str, out_indices: Sequence[int], weights: str | None = None):
         super().__init__()
         self.body = _create_timm(name, list(out_indices), c1)
@@ -161,6 +163,8 @@ def torchvision_layout(row: Row) -> Layout:
 @register(layout=torchvision_layout)
 class TorchvisionBackbone(nn.Module):
     """A torchvision model cut at the named graph nodes (feature_extraction); forward returns their maps."""
+
+    keep_own_init = True  # initialize_weights leaves its BatchNorm settings alone
 
     def __init__(self, c1: int, name: str, nodes: Sequence[str], weights: str | None = None):
         super().__init__()

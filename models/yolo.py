@@ -92,8 +92,11 @@ class Model(nn.Module):
     def _init_head(self, head: Detect, ch: int) -> None:
         """Strides from a dummy forward, anchors to grid units in stride order, bias priors."""
         s = 256
+        was_training = self.training
+        self.eval()  # the probe must not move BatchNorm statistics (pretrained backbones keep theirs)
         with torch.no_grad():
             feats = self._forward_once(torch.zeros(1, ch, s, s), upto_head=True, annotate=True)
+        self.train(was_training)
         head.stride.copy_(torch.tensor([s / f.shape[-2] for f in feats]))
         head.anchors /= head.stride.view(-1, 1, 1)
         if head.check_anchor_order():

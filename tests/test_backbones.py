@@ -244,8 +244,6 @@ def test_list_outputs_need_select_and_bad_rows_are_named() -> None:
         Model(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="Model._init_head probes strides with a train-mode forward, which moves the "
-                   "BatchNorm statistics of a backbone loaded in its constructor (fix belongs in models/yolo.py)")
 def test_pretrained_bn_statistics_survive_model_construction(tmp_path) -> None:
     import torchvision
 
@@ -257,8 +255,11 @@ def test_pretrained_bn_statistics_survive_model_construction(tmp_path) -> None:
     torch.save(full.state_dict(), path)
     d, _ = load_model_yaml("yolov5s-tv-resnet18.yaml")
     d["backbone"][0][3] = ["resnet18", ["layer2", "layer3", "layer4"], str(path)]
-    own = Model(d).model[0].body.state_dict()
+    body = Model(d).model[0].body
+    own = body.state_dict()
     assert torch.equal(own["layer2.0.bn1.running_var"], full.state_dict()["layer2.0.bn1.running_var"])
+    bns = [m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.eps == 1e-5 for m in bns)  # the backbone keeps the eps it was trained with
 
 
 def test_feature_backbone_checkpoint_round_trip() -> None:

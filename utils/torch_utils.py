@@ -31,8 +31,15 @@ def select_device(device: str | int | torch.device = "") -> torch.device:
 
 
 def initialize_weights(model: nn.Module) -> None:
-    """YOLOv5's BatchNorm settings (eps 1e-3, momentum 0.03) and in-place activations."""
-    for m in model.modules():
+    """YOLOv5's BatchNorm settings (eps 1e-3, momentum 0.03) and in-place activations.
+
+    Modules with `keep_own_init = True` (pretrained timm / torchvision backbones) and their children are left
+    as they are: their BatchNorm statistics were learnt with their own eps.
+    """
+    keep = [name + "." for name, m in model.named_modules() if getattr(m, "keep_own_init", False)]
+    for name, m in model.named_modules():
+        if keep and any(name.startswith(k) or name + "." == k for k in keep):
+            continue
         if isinstance(m, nn.BatchNorm2d):
             m.eps = 1e-3
             m.momentum = 0.03
