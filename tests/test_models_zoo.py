@@ -7,6 +7,8 @@ import json
 import pytest
 import torch
 
+from models import model_from_checkpoint
+from models.checkpoint import make_checkpoint
 from models.yolo import MODELS_DIR, Model
 from tests.shared_data import shared_path
 from utils.torch_utils import count_params, gflops
@@ -90,3 +92,6 @@ def test_every_yaml_builds_runs_forward_and_backward(name):
     n_cells = sum(model.detect.na * int(64 / s) ** 2 for s in model.stride.tolist())
     assert out.shape == (2, n_cells, 8)
     assert ((out[..., 4:] >= 0) & (out[..., 4:] <= 1)).all()
+    reloaded = model_from_checkpoint(make_checkpoint(model), name).eval()  # YAML + state_dict -> same model
+    with torch.no_grad():
+        assert torch.equal(reloaded(x)[0], out)
