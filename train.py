@@ -71,7 +71,7 @@ def _resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
     return saved, ckpt, state
 
 
-def _prepare(opts: TrainOptions, info: DistInfo, device: torch.device) -> _Run:
+def prepare(opts: TrainOptions, info: DistInfo, device: torch.device) -> _Run:
     """Options, run folder, data, model, optimizer, EMA, loaders, loss: everything before the first epoch."""
     from models.yolo import Model
     from utils.data_yaml import load_data_yaml
@@ -288,6 +288,8 @@ def train(opts: TrainOptions) -> TrainResult:
     from utils.train.ddp import cleanup, ddp_device, dist_info, init_process_group
 
     opts.validate()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     info = dist_info()
     if info.enabled and opts.batch_size % info.world_size:
         raise ValueError(f"--batch-size {opts.batch_size} must be a multiple of WORLD_SIZE {info.world_size}")
@@ -295,7 +297,7 @@ def train(opts: TrainOptions) -> TrainResult:
     init_process_group(info, device)
     try:
         t0 = time.time()
-        run = _prepare(opts, info, device)
+        run = prepare(opts, info, device)
         done, hashes = _epochs(run)
         if info.enabled and info.main:
             same = len(set(hashes)) == 1
@@ -348,6 +350,8 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--accumulate", type=int, default=None,
                    help="batches per optimizer step (default: round(64 / batch size) with YOLOv5's warmup ramp)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CPU)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (0: torch default); 1 is faster on a busy 2-core CPU")
     a = p.parse_args(argv)
     a.resume = a.resume if isinstance(a.resume, (bool, str)) else bool(a.resume)
     return TrainOptions.from_dict(vars(a) | {"save_dir": ""})

@@ -42,6 +42,7 @@ class TrainOptions:
     close_mosaic: int = 0
     accumulate: int | None = None
     bf16: bool = False
+    threads: int = 0
     save_dir: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class TrainOptions:
             ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "must be in [0, 1)"),
             ("close_mosaic", self.close_mosaic >= 0, "must be >= 0"),
             ("workers", self.workers >= 0, "must be >= 0"),
+            ("threads", self.threads >= 0, "must be >= 0"),
         ]
         for name, ok, why in checks:
             if not ok:
