@@ -53,7 +53,8 @@ class TensorBoardLogger:
             LOGGER.warning(f"TensorBoard: not available ({e}); pip install tensorboard to log there")
             return
         self.writer = SummaryWriter(str(log_dir))
-        LOGGER.info(f"TensorBoard: start with 'tensorboard --logdir {Path(log_dir).parent}', view at http://localhost:6006/")
+        LOGGER.info(f"TensorBoard: start with 'tensorboard --logdir {Path(log_dir).parent}', "
+                    "view at http://localhost:6006/")
 
     def log_epoch(self, epoch: int, values: list[float]) -> None:
         """One scalar per results column."""
