@@ -1,0 +1,118 @@
+"""One inference interface over our checkpoints, official .pt files, TorchScript and ONNX exports.
+
+`load_backend(path, device)` returns a `Backend`: call it on a (B, 3, H, W) float image batch in [0, 1]
+and it returns the decoded (B, N, 5 + nc) tensor (PyTorch models also return their raw levels, as
+`(decoded, raw)`). Exported files carry their class names and stride: TorchScript in the `_extra_files`
+entry `config.json`, ONNX in `metadata_props` keys `names`, `stride`, `imgsz`, `batch`, `dynamic`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+TORCHSCRIPT_META = "config.json"
+PT_SUFFIXES = (".pt", ".pth")
+EXPORT_SUFFIXES = (".torchscript", ".onnx")
+
+
+@dataclass
+class Backend:
+    """A loaded model: `forward(im)` plus what callers need to prepare inputs and name classes."""
+    forward: Callable[..., Any]
+    names: list[str]
+    stride: int
+    kind: str  # 'pt', 'torchscript' or 'onnx'
+    device: torch.device
+    fp16: bool = False
+    dynamic: bool = True  # accepts any batch size and any stride-multiple image size
+    imgsz: tuple[int, int] | None = None  # fixed input (h, w) of a static export
+    batch_size: int | None = None  # fixed batch of a static export
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+    def __call__(self, im: torch.Tensor, augment: bool = False):
+        if augment and self.kind != "pt":
+            raise ValueError(f"--augment (test-time augmentation) needs a PyTorch model, not a {self.kind} export")
+        return self.forward(im, augment) if self.kind == "pt" else self.forward(im)
+
+    @property
+    def pt(self) -> bool:
+        return self.kind == "pt"
+
+
+def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool) -> dict:
+    """The metadata stored in an exported file."""
+    return {"names": list(names), "stride": int(stride), "imgsz": list(imgsz), "batch": int(batch),
+            "dynamic": bool(dynamic)}
+
+
+def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool) -> Backend:
+    from models import load_model
+
+    model = load_model(path, device=device, fuse=fuse)
+    model = model.half() if half else model
+    return Backend(lambda im, augment=False: model(im, augment=augment), list(model.names),
+                   int(model.stride.max()), "pt", device, fp16=half, model=model)
+
+
+def _static_fields(meta: dict) -> dict:
+    dynamic = bool(meta.get("dynamic", False))
+    return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
+            "batch_size": None if dynamic else int(meta["batch"])}
+
+
+def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
+    extra = {TORCHSCRIPT_META: ""}
+    module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    if not extra[TORCHSCRIPT_META]:
+        raise ValueError(f"{path}: no '{TORCHSCRIPT_META}' metadata (not exported by export.py)")
+    meta = json.loads(extra[TORCHSCRIPT_META])
+    module = module.half() if half else module.float()
+    module.eval()
+
+    def forward(im: torch.Tensor) -> torch.Tensor:
+        out = module(im)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    return Backend(forward, meta["names"], meta["stride"], "torchscript", device, fp16=half, model=module,
+                   **_static_fields(meta))
+
+
+def _from_onnx(path: Path, device: torch.device) -> Backend:
+    import onnxruntime as ort
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(path), providers=providers)
+    raw_meta = session.get_modelmeta().custom_metadata_map
+    if "names" not in raw_meta:
+        raise ValueError(f"{path}: no 'names' in the ONNX metadata (not exported by export.py)")
+    meta = {k: json.loads(v) for k, v in raw_meta.items()}
+    inp = session.get_inputs()[0]
+    fp16 = "float16" in inp.type
+
+    def forward(im: torch.Tensor) -> torch.Tensor:
+        x = im.detach().cpu().numpy().astype(np.float16 if fp16 else np.float32)
+        return torch.from_numpy(session.run(None, {inp.name: x})[0]).to(device).float()
+
+    return Backend(forward, meta["names"], meta["stride"], "onnx", device, fp16=False, **_static_fields(meta))
+
+
+def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
+                 half: bool = False) -> Backend:
+    """Load .pt (ours or official), .torchscript or .onnx for inference (eval mode, fused by default)."""
+    path, device = Path(path), torch.device(device)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in PT_SUFFIXES:
+        return _from_pytorch(path, device, fuse, half)
+    if suffix == ".torchscript":
+        return _from_torchscript(path, device, half)
+    if suffix == ".onnx":
+        return _from_onnx(path, device)
+    raise ValueError(f"{path}: unsupported weights format '{suffix}' (expected one of "
+                     f"{', '.join(PT_SUFFIXES + EXPORT_SUFFIXES)}; Darknet .weights go through detect.py --cfg)")

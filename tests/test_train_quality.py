@@ -1,0 +1,76 @@
+"""Training quality: from scratch on the demo dataset, and fine-tuning the official yolov5n on coco128."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.shared_data import shared_path
+from train import train
+from utils.train.loggers import read_results_csv
+from utils.train.options import TrainOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a small, busy CPU two spinning OpenMP threads make runs several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fast_hyp(tmp_path) -> Path:
+    """hyp.scratch-low without warmup (a 10-epoch run would otherwise spend 4 epochs warming up)."""
+    text = (ROOT / "data" / "hyps" / "hyp.scratch-low.yaml").read_text()
+    f = tmp_path / "hyp.fast.yaml"
+    f.write_text(text.replace("warmup_epochs: 3.0", "warmup_epochs: 0.0"))
+    return f
+
+
+@pytest.mark.slow
+def test_scratch_demo_dataset_reaches_high_map50(tmp_path, fast_hyp):
+    """yolov5n from scratch, 128 px, batch 16, one optimizer step per batch, 10 epochs on the 400 demo images.
+
+    Calibration (this 2-core CPU, 1 thread, seed 0, validating every epoch): mAP50 0.26 after 4 epochs,
+    0.89 after 7, 0.93 after 9, 0.94 after 12. The threshold 0.75 leaves a wide margin for a correct
+    trainer while a broken target assignment, loss scale, schedule or EMA stays far below it.
+    """
+    opts = TrainOptions(data=str(ROOT / "data" / "shapes.yaml"), cfg="yolov5n.yaml", hyp=str(fast_hyp), imgsz=128,
+                        epochs=10, batch_size=16, accumulate=1, noval=True, noautoanchor=True, workers=2,
+                        project=str(tmp_path / "runs"), name="scratch")
+    res = train(opts)
+    p, r, map50, map50_95 = res.results[:4]
+    assert map50 > 0.75, f"mAP50 {map50:.3f} after 10 epochs"
+    assert map50_95 > 0.3
+    _, rows = read_results_csv(res.save_dir / "results.csv")
+    assert len(rows) == 10 and rows[-1][1] < rows[0][1]  # box loss went down
+    for f in ("results.png", "labels.jpg", "train_batch0.jpg", "train_batch2.jpg", "weights/best.pt"):
+        assert (res.save_dir / f).is_file(), f
+
+
+@pytest.mark.slow
+def test_finetune_official_yolov5n_keeps_map(tmp_path):
+    """One epoch at 320 on coco128 from the official weights must not destroy them.
+
+    Reference: the official train.py gives mAP50 0.341 after this epoch (perf.md). Measured here: the
+    pretrained model scores 0.453 with the same val settings (320, batch 32, rect) and 0.404 after the
+    epoch (AutoAnchor refits at 320 as in the official run, "Transferred 348/349 items"). A trainer that
+    breaks the transferred weights (wrong BN handling, lr, loss scale) drops to ~0.
+    """
+    import val
+
+    data = shared_path("datasets", "coco128", "coco128.yaml")
+    weights = shared_path("weights", "yolov5n.pt")
+    start = val.run(str(data), weights=str(weights), batch_size=32, imgsz=320, device="cpu", plots=False,
+                    save_dir=tmp_path / "val0")[0][2]
+    opts = TrainOptions(data=str(data), weights=str(weights), cfg="yolov5n.yaml", imgsz=320, epochs=1,
+                        batch_size=16, workers=2, noplots=True, project=str(tmp_path / "runs"), name="ft")
+    res = train(opts)
+    end = res.results[2]
+    assert start > 0.3, f"pretrained yolov5n mAP50 at 320 is {start:.3f}"
+    assert end > 0.3 and end > start - 0.1, f"mAP50 {start:.3f} -> {end:.3f} after one epoch"

@@ -1,0 +1,69 @@
+"""Per-epoch outputs: results.csv (YOLOv5 columns), TensorBoard scalars (optional), console lines."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+LOGGER = logging.getLogger("yolo")
+
+RESULT_KEYS = (
+    "train/box_loss", "train/obj_loss", "train/cls_loss",
+    "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+    "val/box_loss", "val/obj_loss", "val/cls_loss",
+    "x/lr0", "x/lr1", "x/lr2",
+)
+
+
+def append_results_csv(path: str | Path, epoch: int, values: list[float]) -> None:
+    """Append one row `epoch, values...` (header written when the file is new)."""
+    if len(values) != len(RESULT_KEYS):
+        raise ValueError(f"results row needs {len(RESULT_KEYS)} values, got {len(values)}")
+    path = Path(path)
+    header = "" if path.exists() else ("%20s," % "epoch" + ",".join("%20s" % k for k in RESULT_KEYS)).rstrip(",") + "\n"
+    row = "%20.5g," % epoch + ",".join("%20.5g" % v for v in values)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(header + row + "\n")
+
+
+def read_results_csv(path: str | Path) -> tuple[list[str], list[list[float]]]:
+    """(column names, rows) of a results.csv."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise ValueError(f"{path}: empty results file")
+    cols = [c.strip() for c in lines[0].split(",")]
+    rows = []
+    for n, line in enumerate(lines[1:], 2):
+        try:
+            rows.append([float(x) for x in line.split(",")])
+        except ValueError as e:
+            raise ValueError(f"{path}: row {n}: {e}") from e
+    return cols, rows
+
+
+class TensorBoardLogger:
+    """SummaryWriter in the run folder; a warning and no-ops when tensorboard is not installed."""
+
+    def __init__(self, log_dir: str | Path, enabled: bool = True) -> None:
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            LOGGER.warning(f"TensorBoard: not available ({e}); pip install tensorboard to log there")
+            return
+        self.writer = SummaryWriter(str(log_dir))
+        LOGGER.info(f"TensorBoard: start with 'tensorboard --logdir {Path(log_dir).parent}', "
+                    "view at http://localhost:6006/")
+
+    def log_epoch(self, epoch: int, values: list[float]) -> None:
+        """One scalar per results column."""
+        if self.writer is None:
+            return
+        for key, value in zip(RESULT_KEYS, values):
+            self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
