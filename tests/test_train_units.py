@@ -160,3 +160,25 @@ def test_precision_on_cpu(model):
         y = nn.Linear(4, 4)(torch.ones(1, 4))
     assert y.dtype == torch.bfloat16
     assert not Precision(torch.device("cpu")).enabled
+
+
+def test_apply_freeze_and_backbone_weights(tmp_path):
+    """--backbone-weights loads an official-layout ConvNeXt file; --freeze backbone / N freezes those rows."""
+    from models.yolo import Model
+    from utils.train.setup import apply_freeze
+
+    model = Model("yolov5n-convnext-tiny.yaml", nc=2)
+    stages = {row.args[1]: row for row in model.model if type(row).__name__ == "ConvNeXt_Block"}
+    official = {}
+    for i, row in stages.items():
+        official.update({f"downsample_layers.{i}.{k}": torch.randn_like(v) for k, v in row.downsample.state_dict().items()})
+        official.update({f"stages.{i}.{k}": torch.randn_like(v) for k, v in row.stage.state_dict().items()})
+    torch.save({"model": official}, tmp_path / "convnext.pth")
+    frozen = apply_freeze(model, TrainOptions(freeze=["backbone"], backbone_weights=str(tmp_path / "convnext.pth")))
+    assert torch.equal(stages[0].stage[0].dwconv.weight, official["stages.0.0.dwconv.weight"])
+    n_backbone = len(model.yaml["backbone"])
+    assert frozen and all(int(name.split(".")[1]) < n_backbone for name in frozen)
+    assert all(not p.requires_grad for p in model.model[0].parameters())
+    assert all(p.requires_grad for p in model.model[-1].parameters())
+    assert apply_freeze(Model("yolov5n.yaml"), TrainOptions(freeze=["0"])) == []
+    assert {n.split(".")[1] for n in apply_freeze(Model("yolov5n.yaml"), TrainOptions(freeze=["3"]))} == {"0", "1", "2"}

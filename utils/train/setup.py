@@ -12,6 +12,8 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
+from models.convnext_weights import load_convnext_backbone
+from utils.freeze import freeze_layers, parse_freeze_arg
 from utils.train.ddp import DistInfo
 from utils.train.options import TrainOptions
 from utils.train.transfer import transfer_weights
@@ -82,22 +84,17 @@ def build_model(opts: TrainOptions, nc: int, hyp: dict, device: torch.device) ->
     return model.to(device)
 
 
-def apply_freeze(model: nn.Module, opts: TrainOptions) -> None:
-    """--freeze / --backbone-weights through utils/freeze.py and models/convnext_weights.py (lazy imports)."""
+def apply_freeze(model: nn.Module, opts: TrainOptions) -> list[str]:
+    """--backbone-weights (official ConvNeXt layout) then --freeze N | ids | backbone; returns frozen tensor names."""
     if opts.backbone_weights:
-        try:
-            from models.convnext_weights import load_convnext_backbone
-        except ImportError as e:
-            raise ImportError(f"--backbone-weights needs models/convnext_weights.py, which is missing ({e})") from e
-        load_convnext_backbone(model, opts.backbone_weights)
-    spec = [str(x) for x in opts.freeze]
-    if spec in (["0"], []):
-        return
-    try:
-        from utils.freeze import freeze_layers
-    except ImportError as e:
-        raise ImportError(f"--freeze needs utils/freeze.py, which is missing ({e})") from e
-    freeze_layers(model, spec[0] if len(spec) == 1 else spec)
+        report = load_convnext_backbone(model, opts.backbone_weights)
+        LOGGER.info(f"Backbone weights {opts.backbone_weights}: {report.summary()}")
+    spec = parse_freeze_arg([str(x) for x in opts.freeze])
+    if spec == 0:
+        return []
+    frozen = freeze_layers(model, spec)
+    LOGGER.info(f"Frozen {len(frozen)} parameter tensors ({'backbone' if spec == 'backbone' else spec})")
+    return frozen
 
 
 def check_img_size(imgsz: int, gs: int) -> int:
