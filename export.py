@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,8 +62,10 @@ def export_onnx(model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict
     import onnx
 
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
-    torch.onnx.export(model, (im,), str(path), opset_version=opset, input_names=["images"],
-                      output_names=["output0"], dynamic_axes=axes if dynamic else None, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (im,), str(path), opset_version=opset, input_names=["images"],
+                          output_names=["output0"], dynamic_axes=axes if dynamic else None, dynamo=False)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     if simplify:
