@@ -80,7 +80,8 @@ def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
     module.eval()
 
     def forward(im: torch.Tensor) -> torch.Tensor:
-        out = module(im)
+        with torch.inference_mode():
+            out = module(im)
         return out[0] if isinstance(out, (list, tuple)) else out
 
     return Backend(forward, meta["names"], meta["stride"], "torchscript", device, fp16=half, model=module,
