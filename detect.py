@@ -23,16 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
 from utils.nms import non_max_suppression
+from utils.detect_output import ResultWriter
 from utils.paths import increment_path
 from utils.sources import Frame, iter_source
-from utils.detect_output import ResultWriter
 
 LOGGER = logging.getLogger("yolo.detect")
 
