@@ -1,0 +1,43 @@
+"""detect.py end to end on coco128's 128 images at 640 (yolov5n, saving annotated images): ratio to YOLOv5.
+
+    python bench/detect_speed.py [--batch-size 8] [--shared PATH]
+
+Baseline (reference/yolov5/perf.md): the official detect.py takes 13.8 s (9.3 images/s) for the whole process.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASELINE_S = 13.8
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.shared_data import SHARED  # noqa: E402  (finds ../shared from worktrees too)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--shared", default=str(SHARED))
+    args = p.parse_args()
+    shared = Path(args.shared)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "detect.py", "--weights", str(shared / "weights/yolov5n.pt"), "--source",
+               str(shared / "datasets/coco128/images/train2017"), "--img", "640", "--device", "cpu",
+               "--batch-size", str(args.batch_size), "--project", tmp]
+        t = time.perf_counter()
+        out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        saved = len(list((Path(tmp) / "exp").glob("*.jpg")))
+    speed = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Speed:")]
+    print(f"detect.py batch {args.batch_size}: {wall:.1f} s, {128 / wall:.1f} images/s end to end "
+          f"({saved} annotated images saved); official {BASELINE_S} s -> speed-up x{BASELINE_S / wall:.2f}")
+    print(speed[-1] if speed else "")
+
+
+if __name__ == "__main__":
+    main()

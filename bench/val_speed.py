@@ -1,0 +1,46 @@
+"""val.py end to end on coco128 at 640 (yolov5n): wall time, images/s and the ratio to YOLOv5 v7.0.
+
+    python bench/val_speed.py [--batch-size 32] [--shared PATH]
+
+Baseline (reference/yolov5/perf.md): the official val.py takes 19.9 s for the whole process at batch 32.
+The script times the whole `python val.py ...` process (imports, loading, data, inference, metrics), then
+prints the figures it obtained (batch 16 gives the second set of official figures: 0.5826 0.5080 0.5684 0.3657).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASELINE_S = 19.9  # official val.py, batch 32, whole process
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.shared_data import SHARED  # noqa: E402  (finds ../shared from worktrees too)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--shared", default=str(SHARED))
+    args = p.parse_args()
+    shared = Path(args.shared)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "val.py", "--weights", str(shared / "weights/yolov5n.pt"), "--data",
+               str(shared / "datasets/coco128/coco128.yaml"), "--img", "640", "--batch-size", str(args.batch_size),
+               "--device", "cpu", "--project", tmp]
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+        wall = time.perf_counter() - t
+        m = json.loads((Path(tmp) / "exp" / "metrics.json").read_text())
+    print(f"val.py batch {args.batch_size}: {wall:.1f} s, {128 / wall:.1f} images/s end to end; "
+          f"official {BASELINE_S} s -> speed-up x{BASELINE_S / wall:.2f}")
+    print("P %.4f R %.4f mAP50 %.4f mAP50-95 %.4f" % (m["P"], m["R"], m["mAP50"], m["mAP50_95"]))
+    print("per image ms: " + ", ".join(f"{k} {v:.1f}" for k, v in m["speed_ms_per_image"].items()))
+
+
+if __name__ == "__main__":
+    main()

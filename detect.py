@@ -1,0 +1,244 @@
+"""Run a detector on images, folders, globs, .txt lists, videos, webcams or streams.
+
+    python detect.py --weights yolov5n.pt --source data/images --img 640
+
+Annotated images/videos go to runs/detect/exp<N>/ (labels/*.txt with --save-txt, crops/<class>/ with
+--save-crop). One log line per image or frame, then YOLOv5's Speed line.
+
+Batching: images are letterboxed as YOLOv5's detect.py does (auto=True: each image keeps its own
+minimal stride-multiple shape), and consecutive images whose letterboxed shapes are equal are run as one
+batch (up to --batch-size). Each image therefore sees exactly the input it would get alone; results
+equal one-by-one inference up to float summation order (~1e-5). Videos and streams run frame by frame.
+Loading and letterboxing run in a background thread, saving in a thread pool, both overlapping inference.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.augment import letterbox
+from utils.boxes import scale_boxes
+from utils.nms import non_max_suppression
+from utils.detect_output import ResultWriter
+from utils.paths import increment_path
+from utils.sources import Frame, iter_source
+
+LOGGER = logging.getLogger("yolo.detect")
+
+
+@dataclass
+class DetectOptions:
+    """Command-line options of detect.py (names as `run()` takes them)."""
+    weights: str = "yolov5s.pt"
+    source: str = "data/images"
+    cfg: str | None = None
+    imgsz: list[int] = field(default_factory=lambda: [640])
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 1000
+    device: str = ""
+    view_img: bool = False
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crop: bool = False
+    nosave: bool = False
+    classes: list[int] | None = None
+    agnostic_nms: bool = False
+    augment: bool = False
+    project: str = "runs/detect"
+    name: str = "exp"
+    exist_ok: bool = False
+    line_thickness: int = 3
+    hide_labels: bool = False
+    hide_conf: bool = False
+    half: bool = False
+    vid_stride: int = 1
+    batch_size: int = 8
+
+
+@dataclass
+class Prepared:
+    """A frame with its network input (CHW RGB uint8)."""
+    frame: Frame
+    im: np.ndarray
+
+
+def prepare(frame: Frame, imgsz: tuple[int, int], stride: int, auto: bool) -> Prepared:
+    """Letterbox (YOLOv5 detect.py: auto pads only to a stride multiple) and convert to CHW RGB."""
+    im = letterbox(frame.im0, imgsz, stride=stride, auto=auto)[0]
+    return Prepared(frame, np.ascontiguousarray(im.transpose((2, 0, 1))[::-1]))
+
+
+def prefetch(frames: Iterator[Frame], fn, depth: int = 16) -> Iterator[Prepared]:
+    """Apply `fn` to frames in a background thread, `depth` ahead of the consumer; errors are re-raised."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for f in frames:
+                q.put(fn(f))
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+        q.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def batches(items: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
+    """Group consecutive still images of the same input shape (videos and streams: one frame each)."""
+    batch: list[Prepared] = []
+    for p in items:
+        if batch and (p.frame.is_video or batch[0].frame.is_video or p.im.shape != batch[0].im.shape
+                      or len(batch) >= batch_size):
+            yield batch
+            batch = []
+        batch.append(p)
+    if batch:
+        yield batch
+
+
+def describe(det: torch.Tensor, names: list[str]) -> str:
+    """'2 persons, 1 bus' (YOLOv5's summary of one image's detections); '(no detections)' when empty."""
+    if not len(det):
+        return "(no detections)"
+    classes, counts = det[:, 5].unique(return_counts=True)
+    return ", ".join(f"{n} {names[int(c)]}{'s' * (n > 1)}" for c, n in zip(classes.tolist(), counts.tolist()))
+
+
+def _load_detector(weights: str, cfg: str | None, device: str, half: bool):
+    """A models.backends.Backend, or for Darknet .weights a callable (im0 -> (n, 6) det) via darknet_infer."""
+    from utils.torch_utils import select_device
+
+    dev = select_device(device)
+    if str(weights).endswith(".weights"):
+        return _darknet(weights, cfg, dev)
+    from models.backends import load_backend
+    return load_backend(weights, dev, fuse=True, half=half and dev.type == "cuda")
+
+
+def _darknet(weights: str, cfg: str | None, dev: torch.device):
+    if not cfg:
+        raise ValueError(f"{weights}: Darknet weights need --cfg (the matching .cfg file)")
+    try:
+        from models import load_model
+        from utils.darknet_infer import darknet_detect
+    except ImportError as e:
+        raise RuntimeError(f"Darknet inference is not available in this build ({e})") from e
+    model = load_model(weights, device=dev, cfg=cfg)
+    return model, darknet_detect
+
+
+@torch.inference_mode()
+def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torch.Tensor], list[float]]:
+    """Detections per frame in original-image pixels (rounded, as YOLOv5 writes them) and (pre, inf, nms) s."""
+    t0 = time.perf_counter()
+    im = torch.from_numpy(np.stack([p.im for p in batch])).to(backend.device)
+    im = (im.half() if backend.fp16 else im.float()) / 255
+    t1 = time.perf_counter()
+    pred = backend(im, augment=opt.augment)
+    t2 = time.perf_counter()
+    dets = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
+                               max_det=opt.max_det)
+    for det, p in zip(dets, batch):
+        det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()
+    return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]
+
+
+def _darknet_infer(detector, batch: list[Prepared], opt: DetectOptions):
+    model, fn = detector
+    t0 = time.perf_counter()
+    dets = [torch.as_tensor(np.asarray(fn(model, p.frame.im0, thresh=opt.conf_thres, nms=opt.iou_thres)),
+                            dtype=torch.float32).reshape(-1, 6) for p in batch]
+    return dets, [0.0, time.perf_counter() - t0, 0.0]
+
+
+def _imgsz(imgsz) -> tuple[int, int]:
+    sizes = list(imgsz) if isinstance(imgsz, (list, tuple)) else [imgsz]
+    return (sizes[0], sizes[0]) if len(sizes) == 1 else (sizes[0], sizes[1])
+
+
+def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs) -> tuple[Path, list]:
+    """Detect on `source` -> (save_dir, [(path, frame index, det (n, 6) [x1, y1, x2, y2, conf, cls]), ...]).
+
+    `auto=False` letterboxes every image to the full square --imgsz (as the reference data was made);
+    the default pads only to a stride multiple, like YOLOv5's detect.py.
+    """
+    opt = DetectOptions(weights=str(weights), source=str(source), **kwargs)
+    detector = _load_detector(opt.weights, opt.cfg, opt.device, opt.half)
+    darknet = isinstance(detector, tuple)
+    names = list(detector[0].names) if darknet else detector.names
+    stride = 32 if darknet else detector.stride
+    imgsz = _imgsz(opt.imgsz)
+    if not darknet and not detector.dynamic:
+        imgsz, auto, opt.batch_size = detector.imgsz, False, 1
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    writer = ResultWriter(save_dir, names, opt)
+    frames, kind = iter_source(opt.source, opt.vid_stride)
+    items = prefetch(frames, lambda f: prepare(f, imgsz, stride, auto))
+    results, times, seen, shape = [], np.zeros(3), 0, None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        writer.pool = pool
+        for batch in batches(items, opt.batch_size if kind not in ("webcam", "stream") else 1):
+            dets, dt = _darknet_infer(detector, batch, opt) if darknet else infer(detector, batch, opt)
+            times += dt
+            seen += len(batch)
+            shape = shape or (1, 3, *batch[0].im.shape[1:])
+            for p, det in zip(batch, dets):
+                LOGGER.info(f"{p.frame.label}: {p.im.shape[1]}x{p.im.shape[2]} {describe(det, names)}, "
+                            f"{dt[1] / len(batch) * 1e3:.1f}ms")
+                writer.write(p.frame, det.cpu())
+                results.append((p.frame.path, p.frame.index, det.cpu()))
+        writer.close()
+    LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s"
+                % (*(times / max(seen, 1) * 1e3), shape))
+    LOGGER.info(writer.summary())
+    return save_dir, results
+
+
+def parse_opt(argv: list[str] | None = None) -> DetectOptions:
+    """argparse -> DetectOptions (YOLOv5's flag names)."""
+    d = DetectOptions()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=d.weights, help=".pt, .torchscript, .onnx, or Darknet .weights with --cfg")
+    p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list, video, webcam index, URL")
+    p.add_argument("--cfg", default=None, help="Darknet .cfg for .weights files")
+    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
+    p.add_argument("--conf-thres", type=float, default=d.conf_thres)
+    p.add_argument("--iou-thres", type=float, default=d.iou_thres)
+    p.add_argument("--max-det", type=int, default=d.max_det)
+    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or cpu")
+    p.add_argument("--classes", nargs="+", type=int, help="keep only these class indices")
+    for flag in ("view-img", "save-txt", "save-conf", "save-crop", "nosave", "agnostic-nms", "augment",
+                 "exist-ok", "hide-labels", "hide-conf", "half"):
+        p.add_argument(f"--{flag}", action="store_true")
+    p.add_argument("--project", default=d.project)
+    p.add_argument("--name", default=d.name)
+    p.add_argument("--line-thickness", type=int, default=d.line_thickness, help="box line width (pixels)")
+    p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every n-th video frame")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="max images per batch (same shape only)")
+    return DetectOptions(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    opt = asdict(parse_opt(argv))
+    return run(opt.pop("weights"), opt.pop("source"), **opt)
+
+
+if __name__ == "__main__":
+    main()
