@@ -162,8 +162,10 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
 def _darknet_infer(detector, batch: list[Prepared], opt: DetectOptions):
     model, fn = detector
     t0 = time.perf_counter()
-    dets = [torch.as_tensor(np.asarray(fn(model, p.frame.im0, thresh=opt.conf_thres, nms=opt.iou_thres)),
-                            dtype=torch.float32).reshape(-1, 6) for p in batch]
+    dets = []
+    for p in batch:  # darknet_detect gives (cls, prob, x1, y1, x2, y2); detect.py rows are (x1, y1, x2, y2, conf, cls)
+        rows = np.asarray(fn(model, p.frame.im0, thresh=opt.conf_thres, nms=opt.iou_thres), dtype=np.float32)
+        dets.append(torch.from_numpy(rows.reshape(-1, 6)[:, [2, 3, 4, 5, 1, 0]].copy()))
     return dets, [0.0, time.perf_counter() - t0, 0.0]
 
 

@@ -115,3 +115,20 @@ def test_source_errors(weights, tmp_path):
         source_kind(str(tmp_path / "notes.doc"))
     with pytest.raises(ValueError, match="--cfg"):
         detect.run(tmp_path / "yolov3.weights", tmp_path, project=str(tmp_path / "runs"))
+
+
+def test_darknet_weights_through_detect_py(tmp_path):
+    """detect.py --weights yolov4-tiny.weights --cfg yolov4-tiny.cfg gives Darknet's own detections on dog.jpg."""
+    ref = shared_path("darknet", "reference", "yolov4-tiny", "resize", "detections.txt")
+    rows = [line.split("|") for line in ref.read_text().splitlines() if not line.startswith("#") and line.strip()]
+    expected = sorted((int(a.split()[0]), float(a.split()[1]), *map(float, b.split())) for a, b in rows)
+    _, results = detect.run(weights=str(shared_path("darknet", "yolov4-tiny.weights")),
+                            cfg=str(shared_path("darknet", "yolov4-tiny.cfg")),
+                            source=str(shared_path("darknet", "dog.jpg")), project=str(tmp_path), name="dn",
+                            nosave=True, save_txt=True)
+    det = results[0][2]
+    ours = sorted((int(c), float(conf), *map(float, box)) for *box, conf, c in det.tolist())
+    assert [o[0] for o in ours] == [e[0] for e in expected]
+    for o, e in zip(ours, expected):
+        assert abs(o[1] - e[1]) < 0.01 and max(abs(a - b) for a, b in zip(o[2:], e[2:])) < 1.0
+    assert (tmp_path / "dn" / "labels" / "dog.txt").read_text().count("\n") == len(expected)
