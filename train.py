@@ -115,6 +115,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
     from utils.train.loop import LoopContext, default_accumulate
     from utils.train.optim import build_optimizer, describe
     from utils.train.schedule import build_scheduler, lr_lambda, warmup_iters
+    from utils.train.loggers import truncate_results_csv
     from utils.train.setup import build_loaders, check_img_size
     from utils.train.state import restore
 
@@ -137,6 +138,8 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
         restore(state, model, optimizer, ema or ModelEMA(model), ckpt["state_dict"], precision.scaler)
         run.start_epoch, run.best_fitness = state["epoch"] + 1, float(state.get("best_fitness", 0.0))
         run.results = list(state.get("results", run.results))[:7] or run.results
+        if info.main:
+            truncate_results_csv(run.save_dir / "results.csv", run.start_epoch)
     run.scheduler = build_scheduler(optimizer, opts.epochs, hyp["lrf"], opts.cos_lr, run.start_epoch)
     loss_hyp = scale_loss_hyp(hyp, model.detect.nl, len(run.names), run.imgsz, opts.label_smoothing)
     compute_loss = ComputeLoss(model.detect, loss_hyp)

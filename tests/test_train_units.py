@@ -182,3 +182,15 @@ def test_apply_freeze_and_backbone_weights(tmp_path):
     assert all(p.requires_grad for p in model.model[-1].parameters())
     assert apply_freeze(Model("yolov5n.yaml"), TrainOptions(freeze=["0"])) == []
     assert {n.split(".")[1] for n in apply_freeze(Model("yolov5n.yaml"), TrainOptions(freeze=["3"]))} == {"0", "1", "2"}
+
+
+def test_truncate_results_csv_drops_rows_after_the_resumed_checkpoint(tmp_path):
+    from utils.train.loggers import truncate_results_csv
+
+    path = tmp_path / "results.csv"
+    for epoch in (0, 1, 2):
+        append_results_csv(path, epoch, [float(epoch)] * len(RESULT_KEYS))
+    assert truncate_results_csv(path, 2) == 1  # epoch 2 was logged, its checkpoint never written
+    cols, rows = read_results_csv(path)
+    assert cols[0] == "epoch" and [int(r[0]) for r in rows] == [0, 1]
+    assert truncate_results_csv(path, 2) == 0 and truncate_results_csv(tmp_path / "none.csv", 0) == 0

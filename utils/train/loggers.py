@@ -67,3 +67,23 @@ class TensorBoardLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def truncate_results_csv(path: str | Path, start_epoch: int) -> int:
+    """Drop rows of epochs >= start_epoch (logged after the checkpoint a resume starts from); returns rows dropped.
+
+    An epoch's row is written before its checkpoint, so a run killed in between logged an epoch that the
+    resumed run repeats: without this the file would list that epoch twice.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and float(ln.split(",")[0]) < start_epoch]
+    dropped = len(lines) - len(keep)
+    if dropped:
+        tmp = path.with_suffix(".csv.tmp")
+        tmp.write_text("\n".join(keep) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        LOGGER.info(f"{path}: dropped {dropped} row(s) logged after the checkpoint being resumed")
+    return dropped
