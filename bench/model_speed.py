@@ -1,6 +1,7 @@
 """Forward latency of fused yolov5n / yolov5s at 640 on this machine, against the official YOLOv5 code.
 
-Every choice is measured separately (memory format, TorchScript freezing with oneDNN fusion, torch.compile),
+Every choice is measured separately (memory format, micro-batching, TorchScript freezing with oneDNN fusion,
+torch.compile),
 next to the plain matmul rate of the CPU, so the achieved GFLOP/s show how close each one gets to the machine.
 Official anchors (../shared/reference/yolov5/perf.md, same machine type): yolov5n 68.3 ms, yolov5s 116.3 ms at
 batch 1; 16.4 / 6.46 img/s at batch 8; matmul 309 GFLOP/s.
@@ -20,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.backends import CPU_MICROBATCH  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.inference import prepare_for_inference  # noqa: E402
 from utils.torch_utils import gflops  # noqa: E402
@@ -58,6 +60,10 @@ def variants(model: Model, x: torch.Tensor, use_compile: bool):
     yield "eager, fused, NCHW", plain, x
     opt = prepare_for_inference(copy.deepcopy(model), x.shape, mode="eager-cl")
     yield "eager, fused, channels_last", opt, x.contiguous(memory_format=torch.channels_last)
+    if x.shape[0] > CPU_MICROBATCH:
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        yield (f"channels_last, micro-batches of {CPU_MICROBATCH}",
+               lambda t: torch.cat([opt(p)[0] for p in t.split(CPU_MICROBATCH)]), xcl)
     jit = prepare_for_inference(copy.deepcopy(model), x.shape, mode="jit")
     yield "TorchScript frozen (oneDNN), NCHW", jit, x
     if use_compile:

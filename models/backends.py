@@ -58,10 +58,28 @@ def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, chan
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
 
+    chunk = CPU_MICROBATCH if device.type == "cpu" else 0
+
     def forward(im: torch.Tensor, augment: bool = False):
-        return model(im.contiguous(memory_format=fmt), augment=augment)
+        im = im.contiguous(memory_format=fmt)
+        if not chunk or im.shape[0] <= chunk:
+            return model(im, augment=augment)
+        return _cat_outputs([model(part, augment=augment) for part in im.split(chunk)])
 
     return Backend(forward, list(model.names), int(model.stride.max()), "pt", device, fp16=half, model=model)
+
+
+# On CPU a large batch runs slower per image than small ones (activations of 32 images at 640 px no longer fit
+# the caches): yolov5n at 672x672 takes 101 ms/img at batch 32 but 39-48 ms/img in micro-batches of 1-4 (yolov5s
+# at 640: 137 ms/img at batch 16, 95-97 in micro-batches of 2-4), with outputs equal to ~1e-8. Micro-batches of 2
+# made val.py fastest end to end (bench/val_speed.py: 12.3 s vs 13.0 s with 1 and 13.9 s with 4).
+CPU_MICROBATCH = 2
+
+
+def _cat_outputs(parts: list):
+    """Join the decoded outputs of consecutive micro-batches. The raw level maps are dropped (None): only the
+    loss reads them, and it runs on the model itself during training; copying them costs more than the forward."""
+    return torch.cat([p[0] for p in parts]), None
 
 
 def _static_fields(meta: dict) -> dict:
