@@ -36,13 +36,7 @@ def _subset_yaml(tmp: Path, n_train: int, n_val: int) -> Path:
     return f
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small, busy CPU two spinning OpenMP threads make runs several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _env() -> dict[str, str]:
