@@ -112,3 +112,29 @@ def test_evaluator_matches_native_space(tmp_path):
     assert res.nt.tolist() == [0, 1, 1] and res.seen == 1
     tp = ev.ap_inputs()[0]
     assert tp[:, 0].tolist() == [True, True, False] and np.all(tp[:2])
+
+
+def test_test_time_augmentation(tmp_path):
+    """--augment: flipped and rescaled passes are mapped back, so the best boxes agree with the plain pass."""
+    from models import load_model
+    from utils.boxes import box_iou
+    from utils.nms import non_max_suppression
+
+    model = load_model(shared_path("weights", "yolov5n.pt"))
+    x = torch.load(shared_path("reference", "yolov5", "yolov5n_forward.pt"), weights_only=True)["input_640"]
+    with torch.no_grad():
+        plain = non_max_suppression(model(x), 0.25, 0.45)[0]
+        tta_out, raw = model(x, augment=True)
+        tta = non_max_suppression(tta_out, 0.25, 0.45)[0]
+    assert raw is None and tta_out.shape[0] == 1 and tta_out.shape[1] > model(x)[0].shape[1]
+    assert len(plain) and len(tta)
+    top = plain[:2]  # the two confident ones (bowl 0.50, broccoli 0.48); the 0.32 donut may legitimately move
+    iou = box_iou(top[:, :4], tta[:, :4])
+    same_class = top[:, 5:6] == tta[:, 5][None]
+    assert ((iou > 0.6) & same_class).any(1).all(), (plain, tta)  # found again at the same place
+    data = make_small_dataset(tmp_path)
+    res, _, _ = val.run(data, shared_path("weights", "yolov5n.pt"), imgsz=320, batch_size=4, augment=True,
+                        project=tmp_path / "runs", plots=False)
+    base, _, _ = val.run(data, shared_path("weights", "yolov5n.pt"), imgsz=320, batch_size=4,
+                         project=tmp_path / "runs", plots=False)
+    assert res[2] > 0.5 * base[2] > 0
