@@ -80,19 +80,39 @@ class LoadImagesAndLabels(Dataset):
 
     def _fill_cache(self, mode: str, prefix: str) -> None:
         """Decode every image once: into RAM (resized) or to .npy files next to the images."""
-        nbytes = 0
+        nbytes, n, failed = 0, 0, {}
         for i in tqdm(range(len(self.im_files)), desc=f"{prefix}Caching images ({mode})", leave=False):
             if mode == "disk":
-                if not self.npy_files[i].exists():
-                    if not is_writeable(self.npy_files[i].parent):
-                        raise PermissionError(f"--cache disk: {self.npy_files[i].parent} is read-only, "
-                                              "use --cache ram")
-                    np.save(self.npy_files[i], read_image(self.im_files[i]))
+                err = self._cache_to_disk(i)
+                if err:
+                    failed.setdefault(str(self.npy_files[i].parent), [0, err])[0] += 1
+                    continue
                 nbytes += self.npy_files[i].stat().st_size
             else:
                 self.ims[i] = self.load_image(i)[0]
                 nbytes += self.ims[i].nbytes
-        LOGGER.info(f"{prefix}cached {len(self.im_files)} images ({nbytes / 1e9:.2f} GB {mode})")
+            n += 1
+        for folder, (count, err) in failed.items():
+            LOGGER.warning(f"{prefix}WARNING --cache disk: {folder} {err}, {count} images not cached "
+                           "(decoded from the original files; use --cache ram)")
+        LOGGER.info(f"{prefix}cached {n} images ({nbytes / 1e9:.2f} GB {mode})")
+
+    def _cache_to_disk(self, i: int) -> str:
+        """Save image i as .npy next to it unless present (atomically); returns '' or why it could not."""
+        npy = self.npy_files[i]
+        if npy.exists():
+            return ""
+        if not is_writeable(npy.parent):
+            return "is read-only"
+        tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, read_image(self.im_files[i]))
+            os.replace(tmp, npy)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            return f"is not writeable ({e.strerror})"
+        return ""
 
     def rng(self) -> np.random.Generator:
         """Per-process generator seeded from torch (distinct per worker, reproducible with a seed)."""
@@ -110,7 +130,8 @@ class LoadImagesAndLabels(Dataset):
         if self.ims[i] is not None:
             im = self.ims[i]
             return im, self._orig_hw(i), im.shape[:2]
-        im = np.load(self.npy_files[i]) if self.cache == "disk" else read_image(self.im_files[i])
+        on_disk = self.cache == "disk" and self.npy_files[i].exists()
+        im = np.load(self.npy_files[i]) if on_disk else read_image(self.im_files[i])
         h0, w0 = im.shape[:2]
         r = self.img_size / max(h0, w0)
         if r != 1:
