@@ -106,7 +106,10 @@ def check_img_size(imgsz: int, gs: int) -> int:
 
 
 def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict, nc: int, info: DistInfo):
-    """(train loader, train dataset, val loader or None); val only on the main process."""
+    """(train loader, train dataset, val loader or None); val only on the main process.
+
+    Label files are checked against the data YAML's classes (`data.nc`); `nc` is the model's (1 with --single-cls,
+    whose labels the dataset maps to class 0 after that check)."""
     from utils.dataloaders import create_dataloader
 
     bs = opts.batch_size // info.world_size
@@ -114,7 +117,7 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
         loader, dataset = create_dataloader(
             data.train, imgsz, bs, gs, hyp=hyp, augment=True, cache=opts.cache, rect=opts.rect,
             workers=opts.workers, shuffle=True, seed=opts.seed, single_cls=opts.single_cls, prefix="train: ",
-            distributed=info.enabled, nc=nc)
+            distributed=info.enabled, nc=data.nc)
     labels = [lb for lb in dataset.labels if len(lb)]
     mlc = int(max(lb[:, 0].max() for lb in labels)) if labels else -1
     if mlc >= nc:
@@ -123,7 +126,7 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
     if info.main:
         val_loader = create_dataloader(
             data.val, imgsz, bs * 2, gs, hyp=hyp, cache=None if opts.noval else opts.cache, rect=True,
-            workers=opts.workers * 2, pad=0.5, single_cls=opts.single_cls, prefix="val: ", nc=nc)[0]
+            workers=opts.workers * 2, pad=0.5, single_cls=opts.single_cls, prefix="val: ", nc=data.nc)[0]
     return loader, dataset, val_loader
 
 
