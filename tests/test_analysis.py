@@ -1,0 +1,155 @@
+"""Analysis tools: receptive field, per-layer profile, feature maps, anchors, loss curves, positive samples."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from models.yolo import Model, load_model_yaml, parse_model
+from tests.shared_data import shared_path
+from utils.analysis.effective_rf import effective_rf, theoretical_box
+from utils.analysis.receptive_field import RFError, apply_module, receptive_fields, Span
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _picture_ok(path: Path) -> None:
+    im = cv2.imread(str(path))
+    assert im is not None and im.size > 0, path
+    assert im.std() > 1.0, f"{path} is a blank picture"
+
+
+def _graph(name: str) -> torch.nn.Sequential:
+    """The YAML rows of a model, built without the (slower) full Model initialisation."""
+    return parse_model(load_model_yaml(name)[0])[0]
+
+
+@pytest.fixture(scope="module")
+def yolov5n() -> Model:
+    torch.manual_seed(0)
+    return Model("yolov5n.yaml").eval()
+
+
+# ---------------------------------------------------------------- receptive field
+def test_receptive_field_yolov5s_detect_inputs_by_hand() -> None:
+    # Conv k/s adds (k-1)*jump and multiplies jump by s; a C3 with n bottlenecks adds n * 2 * jump (one 3x3 each);
+    # SPPF k=5 chains three 5x5 pools: + 3 * 4 * jump; upsampling halves the jump; Concat keeps the larger field.
+    # yolov5s: depth 0.33 -> C3 repeats 3,6,9,3 -> 1,2,3,1 and head C3s n=1.
+    rf, j = 1 + 5 * 1, 2             # 0: Conv 6x6 s2                              -> 6, stride 2
+    rf, j = rf + 2 * j, j * 2        # 1: Conv 3 s2                                -> 10, 4
+    rf += 1 * 2 * j                  # 2: C3 n=1                                   -> 18
+    rf, j = rf + 2 * j, j * 2        # 3: Conv 3 s2                                -> 26, 8
+    rf += 2 * 2 * j                  # 4: C3 n=2                                   -> 58
+    rf4 = rf
+    rf, j = rf + 2 * j, j * 2        # 5: Conv 3 s2                                -> 74, 16
+    rf += 3 * 2 * j                  # 6: C3 n=3                                   -> 170
+    rf, j = rf + 2 * j, j * 2        # 7: Conv 3 s2                                -> 202, 32
+    rf += 1 * 2 * j                  # 8: C3 n=1                                   -> 266
+    rf += 3 * 4 * j                  # 9: SPPF k=5                                 -> 650 (10: 1x1 conv, same)
+    rf10 = rf
+    j //= 2                          # 11: upsample -> stride 16; 12: cat with layer 6 (170): 650
+    rf += 2 * j                      # 13: C3 n=1 (no shortcut, same 3x3)          -> 682 (14: 1x1)
+    rf14 = rf
+    j //= 2                          # 15: upsample -> 8; 16: cat with layer 4 (58 < 682)
+    rf += 2 * j                      # 17: C3 n=1                                  -> 698  (P3)
+    p3 = (rf, j)
+    rf, j = rf + 2 * j, j * 2        # 18: Conv 3 s2 -> 714, 16; 19: cat with 14 (682)
+    rf = max(rf, rf14) + 2 * j       # 20: C3                                      -> 746  (P4)
+    p4 = (rf, j)
+    rf, j = rf + 2 * j, j * 2        # 21: Conv 3 s2 -> 778, 32; 22: cat with 10 (650)
+    rf = max(rf, rf10) + 2 * j       # 23: C3                                      -> 842  (P5)
+    p5 = (rf, j)
+    assert (p3, p4, p5) == ((698, 8), (746, 16), (842, 32)) and rf4 == 58
+
+    report = receptive_fields(_graph("yolov5s.yaml"))
+    got = [(i, rf[0].size, rf[0].jump, rf[1].size) for i, rf in report.detect_inputs]
+    assert got == [(17, 698, 8, 698), (20, 746, 16, 746), (23, 842, 32, 842)]
+    assert report.layers[4].rf[0].size == rf4
+    assert "Detect input P2 (layer 23): receptive field 842 px, stride 32" in report.table()
+
+
+def test_receptive_field_yolov3_tiny_heads_by_hand() -> None:
+    # Darknet tiny: (Conv 3x3 s1, MaxPool 2x2 s2) x5: each conv + 2*jump, each pool + 1*jump then jump*2.
+    rf, j = 1, 1
+    for _ in range(5):
+        rf += 2 * j                  # Conv 3x3: 3, 8, 18, 38, 78 (layers 0, 2, 4, 6, 8)
+        if j == 16:
+            rf8 = rf                 # layer 8 output (stride 16) feeds the P4 route
+        rf, j = rf + j, j * 2        # MaxPool 2 s2: 4, 10, 22, 46, 94
+    rf += 2 * j                      # 10: Conv 3x3 at stride 32 -> 158 (11: ZeroPad, no change)
+    rf += j                          # 12: MaxPool 2 s1 -> 190
+    rf += 2 * j                      # 13: Conv 3x3 -> 254 (14: 1x1)
+    rf14 = rf
+    p5 = (rf + 2 * j, j)             # 15: Conv 3x3 -> 318, stride 32
+    j //= 2                          # 16: 1x1 from 14; 17: upsample -> stride 16; 18: cat with 8 (78 < 254)
+    p4 = (max(rf14, rf8) + 2 * j, j)  # 19: Conv 3x3 -> 286, stride 16
+    assert (p4, p5) == ((286, 16), (318, 32))
+
+    report = receptive_fields(_graph("yolov3-tiny.yaml"))
+    got = [(i, rf[0].size, rf[0].jump) for i, rf in report.detect_inputs]
+    assert got == [(19, 286, 16), (15, 318, 32)]
+
+
+def test_focus_stem_equals_its_6x6_conv() -> None:
+    # Focus = space-to-depth (2x2 cells, stride 2) + 3x3 conv on the half grid: 2 + 2*2 = 6, like Conv 6x6 s2.
+    rf = receptive_fields(_graph("yolov5s-v5.yaml")).layers[0].rf
+    assert (rf[0].size, rf[0].jump) == (6, 2)
+
+
+def test_detect_input_strides_match_the_model(yolov5n: Model) -> None:
+    report = receptive_fields(yolov5n)
+    assert [rf[0].jump for _, rf in report.detect_inputs] == yolov5n.stride.tolist()
+
+
+@pytest.mark.parametrize("layer", [0, 2, 4])
+def test_gradient_support_equals_theoretical_field(yolov5n: Model, layer: int) -> None:
+    # With random weights every pixel inside the field gets a non-zero gradient and none outside it.
+    rf = receptive_fields(yolov5n).layers[layer].rf
+    erf = effective_rf(yolov5n, layer, imgsz=128, n=1)
+    assert erf.support == tuple(int(v) for v in theoretical_box(rf, erf.unit))
+
+
+def test_gradient_support_size_of_yolov3_tiny_p4_head() -> None:
+    # After nearest upsampling the field's size is exact (its position may shift by half a coarse stride).
+    torch.manual_seed(0)
+    model = Model("yolov3-tiny.yaml").eval()
+    erf = effective_rf(model, 19, imgsz=320, n=1)
+    y0, x0, y1, x1 = erf.support
+    assert (y1 - y0 + 1, x1 - x0 + 1) == (286, 286)
+    assert y0 > 0 and y1 < 319  # not clipped by the image
+
+
+def test_unknown_spatial_op_is_a_clear_error() -> None:
+    with pytest.raises(RFError, match="AdaptiveAvgPool2d|adaptive"):
+        apply_module(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1)), (Span(), Span()), "layer 3")
+
+
+def _tool(name: str):
+    """Import tools/<name>.py (the scripts are run in-process: a subprocess would re-import torch each time)."""
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["receptive_field", "profile_layers", "feature_maps", "anchor_analysis",
+                                  "loss_analysis", "positive_samples"])
+def test_tools_have_help(name: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        _tool(name).main(["--help"])
+    assert e.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_receptive_field_tool_writes_table_and_picture(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _tool("receptive_field").main(["--cfg", "yolov3-tiny.yaml", "--imgsz", "128", "--erf-layers", "8",
+                                   "--erf-samples", "1", "--project", str(tmp_path)])
+    assert "Detect input P0 (layer 19): receptive field 286 px, stride 16" in capsys.readouterr().out
+    assert "286" in (tmp_path / "exp" / "receptive_field.txt").read_text()
+    _picture_ok(tmp_path / "exp" / "erf_layer8.png")
