@@ -153,3 +153,50 @@ def test_receptive_field_tool_writes_table_and_picture(tmp_path: Path, capsys: p
     assert "Detect input P0 (layer 19): receptive field 286 px, stride 16" in capsys.readouterr().out
     assert "286" in (tmp_path / "exp" / "receptive_field.txt").read_text()
     _picture_ok(tmp_path / "exp" / "erf_layer8.png")
+
+
+# ---------------------------------------------------------------- per-layer profile
+def test_profile_rows_add_up_to_model_gflops_and_reference(yolov5n: Model) -> None:
+    from utils.analysis.profile import profile_rows
+    from utils.torch_utils import gflops
+
+    ref = json.loads(shared_path("reference", "yolov5", "models.json").read_text())["models"]["yolov5n"]
+    prof = profile_rows(yolov5n, imgsz=320, runs=1)
+    assert prof.gflops == pytest.approx(gflops(yolov5n, 320), rel=1e-9)
+    # the official figure (4.564 at 640); thop counts scale with the number of pixels
+    assert prof.gflops == pytest.approx(ref["gflops_640"] * (320 / 640) ** 2, rel=1e-9)
+    assert [r.params for r in prof.rows] == [row[3] for row in ref["layers"]]  # per-row parameters
+    assert all(r.ms > 0 for r in prof.rows) and prof.total_ms > 0
+
+
+def test_profile_tool_writes_table_and_chart(tmp_path: Path) -> None:
+    out = _tool("profile_layers").main(["--cfg", "yolov5n.yaml", "--imgsz", "128", "--runs", "1",
+                                        "--project", str(tmp_path)])
+    text = (out / "profile.txt").read_text()
+    assert "1,872,157 parameters" in text and "whole model" in text
+    _picture_ok(out / "profile.png")
+
+
+# ---------------------------------------------------------------- feature maps
+def test_feature_maps_capture_row_outputs_and_grid(yolov5n: Model) -> None:
+    from utils.analysis.feature_maps import capture, channel_grid
+
+    x = torch.rand(1, 3, 128, 128)
+    maps = capture(yolov5n, x, [0, 17])
+    with torch.no_grad():
+        torch.testing.assert_close(maps[0], yolov5n.model[0](x))
+    assert maps[17].shape == (1, 64, 16, 16)
+    grid = channel_grid(maps[0][0], k=10, cols=4, pad=1)
+    assert grid.shape == (3 * 65 - 1, 4 * 65 - 1)  # 10 channels of 64x64 -> 3 rows of 4
+    assert np.isnan(grid[-1, -1]) and np.nanmax(grid) == 1.0 and np.nanmin(grid) == 0.0
+    with pytest.raises(ValueError, match="layer 24"):
+        capture(yolov5n, x, [24])
+
+
+def test_feature_maps_tool_on_coco_image(tmp_path: Path) -> None:
+    img = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
+    out = _tool("feature_maps").main(["--cfg", "yolov5n.yaml", "--source", str(img), "--imgsz", "128",
+                                      "--layers", "2", "4", "--k", "8", "--project", str(tmp_path)])
+    for i in (2, 4):
+        _picture_ok(out / f"layer{i}_features.png")
+    assert "shape (64, 16, 16)" in (out / "features.txt").read_text()
