@@ -25,6 +25,15 @@ def _picture_ok(path: Path) -> None:
     assert im.std() > 1.0, f"{path} is a blank picture"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small models on small inputs: one intra-op thread avoids thread hand-off costs that dominate on a busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _graph(name: str) -> torch.nn.Sequential:
     """The YAML rows of a model, built without the (slower) full Model initialisation."""
     return parse_model(load_model_yaml(name)[0])[0]
@@ -200,3 +209,134 @@ def test_feature_maps_tool_on_coco_image(tmp_path: Path) -> None:
     for i in (2, 4):
         _picture_ok(out / f"layer{i}_features.png")
     assert "shape (64, 16, 16)" in (out / "features.txt").read_text()
+
+
+# ---------------------------------------------------------------- shared small dataset
+COCO_FEW = ("000000000009", "000000000025", "000000000030", "000000000034", "000000000250", "000000000036")
+
+
+@pytest.fixture(scope="module")
+def coco_few(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six coco128 images (000000000250 has no objects) with their labels, copied, and a data YAML for them."""
+    import yaml
+
+    src = shared_path("datasets", "coco128")
+    root = tmp_path_factory.mktemp("coco_few")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    for stem in COCO_FEW:
+        shutil.copy(src / "images" / "train2017" / f"{stem}.jpg", root / "images")
+        label = src / "labels" / "train2017" / f"{stem}.txt"
+        if label.exists():
+            shutil.copy(label, root / "labels")
+    names = yaml.safe_load((src / "coco128.yaml").read_text())["names"]
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "images", "val": "images",
+                                                    "nc": 80, "names": names}))
+    return root / "data.yaml"
+
+
+# ---------------------------------------------------------------- anchors
+def test_anchor_metrics_match_reference_and_kmeans_improves(yolov5n: Model, tmp_path: Path) -> None:
+    from utils.analysis.anchors import analyse, dataset_labels, plot_anchors
+
+    ref = json.loads(shared_path("reference", "yolov5", "autoanchor.json").read_text())
+    dataset = dataset_labels(shared_path("datasets", "coco128", "coco128.yaml"))
+    wh, before, after = analyse(yolov5n, dataset, imgsz=640, thr=4.0, gen=100, rng=np.random.default_rng(0))
+    assert len(wh) == ref["check_anchors_noscale"]["n_wh"] == 929
+    np.testing.assert_allclose(before.anchors.reshape(-1, 2), ref["default_anchors_px"], rtol=1e-6)
+    assert before.bpr == pytest.approx(ref["check_anchors_noscale"]["bpr"], abs=1e-6)
+    assert before.aat == pytest.approx(ref["check_anchors_noscale"]["anchors_per_target"], abs=1e-5)
+    assert sum(aat for _, aat in before.levels) == pytest.approx(before.aat, abs=1e-5)  # levels split the anchors
+    assert max(bpr for bpr, _ in before.levels) <= before.bpr
+    assert after.bpr > 0.97  # the reference k-means runs reach 0.98-0.99 (statistical, gen=1000)
+    areas = after.anchors.reshape(-1, 2).prod(1)
+    assert np.all(np.diff(areas) >= 0)
+    _picture_ok(plot_anchors(wh, [before, after], tmp_path / "anchors.png"))
+
+
+def test_anchor_tool_writes_picture_and_summary(coco_few: Path, tmp_path: Path) -> None:
+    out = _tool("anchor_analysis").main(["--cfg", "yolov5n.yaml", "--data", str(coco_few), "--gen", "20",
+                                         "--project", str(tmp_path)])
+    text = (out / "anchors.txt").read_text()
+    assert text.startswith("15 labels of") and "anchors:" in text  # 8 + 2 + 2 + 1 + 0 + 2 labels
+    _picture_ok(out / "anchors.png")
+
+
+# ---------------------------------------------------------------- loss analysis
+HEADER = ("epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+          "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1",
+          "x/lr2")
+
+
+def _write_results(path: Path, maps: list[tuple[float, float]]) -> Path:
+    """A results.csv the way YOLOv5 writes it (right-aligned, space-padded names and values)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(f"{h:>20s}" for h in HEADER)]
+    for e, (m50, m5095) in enumerate(maps):
+        vals = [e, 0.1 - 0.01 * e, 0.05, 0.04, 0.5, 0.4, m50, m5095, 0.09, 0.04, 0.03, 0.01, 0.01, 0.01]
+        lines.append(",".join(f"{v:>20.5g}" for v in vals))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_results_curves_of_two_runs(tmp_path: Path) -> None:
+    from utils.analysis.loss_curves import plot_runs, read_results, summary
+
+    a = read_results(_write_results(tmp_path / "exp" / "results.csv", [(0.1, 0.05), (0.3, 0.2), (0.4, 0.15)]))
+    b = read_results(_write_results(tmp_path / "exp2" / "results.csv", [(0.2, 0.1), (0.2, 0.1)]))
+    assert a.label == "exp" and a.columns["train/box_loss"].tolist() == pytest.approx([0.1, 0.09, 0.08])
+    # fitness 0.1 mAP50 + 0.9 mAP50-95: epoch 1 (0.21) beats epoch 2 (0.175)
+    text = summary([a, b])
+    assert "exp (" in text and "best epoch 1: " in text and "mAP@0.5:0.95 0.2000" in text
+    _picture_ok(plot_runs([a, b], tmp_path / "results.png"))
+
+
+def test_results_errors_name_file_row_and_column(tmp_path: Path) -> None:
+    from utils.analysis.loss_curves import read_results
+
+    path = _write_results(tmp_path / "r" / "results.csv", [(0.1, 0.05), (0.2, 0.1)])
+    path.write_text(path.read_text().replace("0.05,", "abc,", 1))
+    with pytest.raises(ValueError, match=r"results.csv: row 2, column 'train/obj_loss': 'abc'"):
+        read_results(path)
+    path.write_text("epoch,train/box_loss\n0,1\n")
+    with pytest.raises(ValueError, match="missing column"):
+        read_results(path)
+
+
+@pytest.fixture(scope="module")
+def yolov5n_official() -> Model:
+    from models import load_model
+
+    return load_model(shared_path("weights", "yolov5n.pt"))
+
+
+def test_per_image_loss_is_independent_of_the_batch(yolov5n_official: Model, coco_few: Path) -> None:
+    from utils.analysis.image_loss import loss_hyp, per_image_losses
+    from utils.dataloaders import create_dataloader
+    from utils.hyp import load_hyp
+    from utils.loss import ComputeLoss
+
+    loader, _ = create_dataloader(str(coco_few.parent / "images"), 256, 3, 32, workers=0)
+    hyp = loss_hyp(load_hyp(REPO / "data" / "hyps" / "hyp.scratch-low.yaml"), yolov5n_official, 256)
+    losses = per_image_losses(yolov5n_official, loader, hyp)
+    assert len(losses) == len(COCO_FEW)
+    assert [e.total for e in losses] == sorted((e.total for e in losses), reverse=True)
+    empty = next(e for e in losses if "000000000250" in e.path)
+    assert empty.n_labels == 0 and empty.box == 0 and empty.cls == 0 and empty.obj > 0
+    # the same image alone (batch of 1) gives the same loss: eval-mode BN, raw outputs
+    imgs, targets, paths, _ = next(iter(create_dataloader(losses[0].path, 256, 1, 32, workers=0)[0]))
+    with torch.no_grad():
+        _, raw = yolov5n_official(imgs.float() / 255)
+        _, items = ComputeLoss(yolov5n_official.detect, hyp)(raw, targets)
+    assert items.tolist() == pytest.approx([losses[0].box, losses[0].obj, losses[0].cls], rel=1e-4, abs=1e-7)
+    assert losses[0].n_labels == len(targets)
+
+
+def test_loss_tool_curves_and_hardest_images(coco_few: Path, tmp_path: Path) -> None:
+    runs = [_write_results(tmp_path / n / "results.csv", [(0.1, 0.05), (0.3, 0.2)]) for n in ("a", "b")]
+    out = _tool("loss_analysis").main(["--results", str(runs[0]), str(runs[1].parent), "--cfg", "yolov5n.yaml",
+                                       "--data", str(coco_few), "--imgsz", "128", "--batch-size", "6", "--top", "4",
+                                       "--project", str(tmp_path / "out")])
+    _picture_ok(out / "results.png")
+    _picture_ok(out / "hardest.jpg")
+    assert len((out / "image_losses.txt").read_text().splitlines()) == 1 + len(COCO_FEW)
