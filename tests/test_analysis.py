@@ -340,3 +340,52 @@ def test_loss_tool_curves_and_hardest_images(coco_few: Path, tmp_path: Path) -> 
     _picture_ok(out / "results.png")
     _picture_ok(out / "hardest.jpg")
     assert len((out / "image_losses.txt").read_text().splitlines()) == 1 + len(COCO_FEW)
+
+
+# ---------------------------------------------------------------- positive samples
+def test_positive_samples_hand_case(yolov5n: Model) -> None:
+    from utils.analysis.positive_samples import assign, draw_assignments
+
+    # One 16x30 px target on a 256 px image, centre at P3 grid (10.25, 12.25) = (82, 98) px: in the upper-left
+    # quarter of its cell, so it takes its own cell (10, 12), the left one (9, 12) and the upper one (10, 11).
+    # Anchor ratios (max of w and h ratios, < 4 passes): P3 10x13 -> 2.31, 16x30 -> 1, 33x23 -> 2.06: all three;
+    # P4 30x61 -> 2.03, 62x45 -> 3.88, 59x119 -> 3.97: all three (centre (5.125, 6.125): cells (5,6), (4,6), (5,5));
+    # P5 116x90 -> 7.25: none. So 3 anchors x 3 cells = 9 on P3 and on P4, 0 on P5.
+    targets = torch.tensor([[0, 2, 82 / 256, 98 / 256, 16 / 256, 30 / 256]])
+    levels = assign(yolov5n.detect, targets, 1, (256, 256), {"anchor_t": 4.0})
+    assert [len(lv) for lv in levels] == [9, 9, 0]
+    assert sorted(set(zip(levels[0].gi.tolist(), levels[0].gj.tolist()))) == [(9, 12), (10, 11), (10, 12)]
+    assert sorted(set(zip(levels[1].gi.tolist(), levels[1].gj.tolist()))) == [(4, 6), (5, 5), (5, 6)]
+    assert sorted(levels[0].a.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    imgs = np.full((1, 3, 256, 256), 114, np.uint8)
+    mosaic, counts = draw_assignments(imgs, targets.numpy(), levels)
+    assert counts.tolist() == [[9, 9, 0]] and mosaic.shape == (256, 3 * 256, 3)
+    cell = mosaic[12 * 8 + 4, 9 * 8 + 4]  # inside the left-neighbour cell on the P3 panel: tinted
+    assert not np.array_equal(cell, mosaic[30 * 8 + 4, 30 * 8 + 4])
+
+
+def test_positive_samples_counts_equal_build_targets(yolov5n: Model, coco_few: Path) -> None:
+    from utils.analysis.positive_samples import assign, draw_assignments
+    from utils.dataloaders import create_dataloader
+    from utils.hyp import load_hyp
+    from utils.loss import ComputeLoss
+
+    hyp = load_hyp(REPO / "data" / "hyps" / "hyp.scratch-low.yaml")
+    loader, _ = create_dataloader(str(coco_few.parent / "images"), 256, 6, 32, workers=0)
+    imgs, targets, paths, _ = next(iter(loader))
+    with torch.no_grad():
+        _, preds = yolov5n.eval()(imgs.float() / 255)  # the real raw head outputs, for build_targets' grids
+    _, _, indices, _ = ComputeLoss(yolov5n.detect, hyp).build_targets(preds, targets)
+    levels = assign(yolov5n.detect, targets, len(imgs), (256, 256), hyp)
+    _, counts = draw_assignments(imgs.numpy(), targets.numpy(), levels, max_images=6)
+    assert counts.sum(0).tolist() == [len(ind[0]) for ind in indices]
+    for b in range(len(imgs)):
+        assert counts[b].tolist() == [int((ind[0] == b).sum()) for ind in indices]
+    assert counts.sum() > 0 and counts[[i for i, p in enumerate(paths) if "000000000250" in p]].sum() == 0
+
+
+def test_positive_samples_tool(coco_few: Path, tmp_path: Path) -> None:
+    out = _tool("positive_samples").main(["--cfg", "yolov5n.yaml", "--data", str(coco_few), "--imgsz", "128",
+                                          "--batch-size", "2", "--project", str(tmp_path)])
+    _picture_ok(out / "positives.jpg")
+    assert "assignments in the batch" in (out / "positives.txt").read_text()
