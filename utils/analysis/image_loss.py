@@ -38,7 +38,7 @@ def loss_hyp(hyp: dict[str, Any], model: nn.Module, imgsz: int) -> dict[str, Any
 
 
 def per_image_losses(model: nn.Module, batches: Iterable, hyp: dict[str, Any]) -> list[ImageLoss]:
-    """Loss of every image of `batches` ((imgs uint8, targets, paths, shapes) as the dataloader yields), hardest first."""
+    """Loss of every image of the dataloader's (imgs, targets, paths, shapes) batches, hardest first."""
     head = model.detect
     if head is None:
         raise ValueError("the model has no Detect head, so no loss to compute")

@@ -53,7 +53,7 @@ def assign(head: Any, targets: torch.Tensor, batch: int, img_hw: tuple[int, int]
 
 def draw_level(im: np.ndarray, targets: np.ndarray, lv: LevelAssignments, image_index: int,
                level: int) -> tuple[np.ndarray, int]:
-    """One panel: a BGR image with the level's grid, its assigned cells and the targets; returns (panel, cells drawn)."""
+    """A BGR panel with the level's grid, assigned cells and targets; returns (panel, cells drawn)."""
     panel = im.copy()
     h, w = panel.shape[:2]
     s = int(lv.stride)

@@ -95,8 +95,7 @@ def _pair(v: Any) -> tuple[int, int]:
 def _window(rf: RF, k: Any, s: Any, p: Any, d: Any = 1) -> RF:
     """A sliding window (conv or pool) applied to both axes."""
     out = []
-    for ax, (span, kk, ss, pp, dd) in enumerate(zip(rf, _pair(k), _pair(s if s is not None else k), _pair(p),
-                                                    _pair(d))):
+    for span, kk, ss, pp, dd in zip(rf, _pair(k), _pair(s if s is not None else k), _pair(p), _pair(d)):
         ke = dd * (kk - 1) + 1
         out.append(Span(span.size + (ke - 1) * span.jump, span.jump * ss,
                         span.centre + ((ke - 1) / 2 - pp) * span.jump))
