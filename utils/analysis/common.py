@@ -1,0 +1,54 @@
+"""Shared bits of the analysis tools: the model to analyse, the output folder, one image as a tensor."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+LOGGER = logging.getLogger("yolo.analysis")
+
+
+def analysis_model(cfg: str | None = None, weights: str | None = None, nc: int | None = None, seed: int = 0):
+    """A Model in eval mode: from a checkpoint (`weights`) or freshly initialised (seeded) from a YAML (`cfg`)."""
+    if bool(cfg) == bool(weights):
+        raise ValueError("give exactly one of --cfg (a model YAML) or --weights (a checkpoint)")
+    if weights:
+        from models import load_model
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"--weights {weights}: no such file")
+        return load_model(weights)
+    from models.yolo import Model
+    torch.manual_seed(seed)
+    return Model(cfg, nc=nc).eval()
+
+
+def output_dir(project: str | Path = "runs/analyze", name: str = "exp", exist_ok: bool = False) -> Path:
+    """project/name, or project/name2, name3, ... when it exists (unless exist_ok); created."""
+    base = Path(project) / name
+    path, k = base, 2
+    while path.exists() and not exist_ok:
+        path, k = Path(f"{base}{k}"), k + 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_image_tensor(path: str | Path, imgsz: int, stride: int = 32) -> tuple[torch.Tensor, np.ndarray]:
+    """(1, 3, imgsz, imgsz) float RGB in [0, 1] letterboxed as detect.py does, and the letterboxed BGR image."""
+    from utils.augment import letterbox
+
+    im0 = cv2.imread(str(path))
+    if im0 is None:
+        raise FileNotFoundError(f"{path}: not an image file OpenCV can read")
+    im = letterbox(im0, imgsz, auto=False, stride=stride)[0]
+    x = torch.from_numpy(np.ascontiguousarray(im[..., ::-1].transpose(2, 0, 1))).float()[None] / 255
+    return x, im
+
+
+def save_text(path: Path, text: str) -> Path:
+    """Write a summary and log where it went."""
+    path.write_text(text + "\n", encoding="utf-8")
+    LOGGER.info(f"saved {path}")
+    return path
