@@ -25,13 +25,7 @@ def _picture_ok(path: Path) -> None:
     assert im.std() > 1.0, f"{path} is a blank picture"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models on small inputs: one intra-op thread avoids thread hand-off costs that dominate on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _graph(name: str) -> torch.nn.Sequential:

@@ -26,13 +26,10 @@ def analysis_model(cfg: str | None = None, weights: str | None = None, nc: int |
 
 
 def output_dir(project: str | Path = "runs/analyze", name: str = "exp", exist_ok: bool = False) -> Path:
-    """project/name, or project/name2, name3, ... when it exists (unless exist_ok); created."""
-    base = Path(project) / name
-    path, k = base, 2
-    while path.exists() and not exist_ok:
-        path, k = Path(f"{base}{k}"), k + 1
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """project/name, or the next free project/nameN (unless exist_ok); created."""
+    from utils.paths import increment_path
+
+    return increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
 
 
 def load_image_tensor(path: str | Path, imgsz: int, stride: int = 32) -> tuple[torch.Tensor, np.ndarray]:
