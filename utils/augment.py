@@ -136,16 +136,18 @@ def mixup(im: np.ndarray, labels: np.ndarray, im2: np.ndarray, labels2: np.ndarr
 
 
 def flip_lr(im: np.ndarray, labels_xywhn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror left-right; labels are normalised `[cls, cx, cy, w, h]` (modified copy returned)."""
+    """Mirror left-right; labels are normalised `[cls, cx, cy, w, h]` (modified copy returned).
+
+    The image comes back as a view (negative strides, no copy): the loader makes one contiguous copy at the end."""
     labels_xywhn = labels_xywhn.copy()
     if len(labels_xywhn):
         labels_xywhn[:, 1] = 1 - labels_xywhn[:, 1]
-    return np.ascontiguousarray(np.fliplr(im)), labels_xywhn
+    return np.fliplr(im), labels_xywhn
 
 
 def flip_ud(im: np.ndarray, labels_xywhn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror up-down; labels are normalised `[cls, cx, cy, w, h]` (modified copy returned)."""
+    """Mirror up-down; labels are normalised `[cls, cx, cy, w, h]` (modified copy returned); the image is a view."""
     labels_xywhn = labels_xywhn.copy()
     if len(labels_xywhn):
         labels_xywhn[:, 2] = 1 - labels_xywhn[:, 2]
-    return np.ascontiguousarray(np.flipud(im)), labels_xywhn
+    return np.flipud(im), labels_xywhn
