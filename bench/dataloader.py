@@ -1,7 +1,8 @@
 """Training-loader throughput on coco128 (640, mosaic, hyp.scratch-low, batch 16, 2 workers, 3 passes).
 
-Prints images/s per pass with and without --cache ram, the ratio to the official YOLOv5 loader
-(~100 img/s, ../shared/reference/yolov5/perf.md section e) and a per-stage time profile.
+Prints images/s per pass with and without --cache ram, the ratio to the official YOLOv5 loader (measured on this
+machine by bench/official_baseline.py, else ~100 img/s from ../shared/reference/yolov5/perf.md section e) and a
+per-stage time profile.
 """
 from __future__ import annotations
 
@@ -11,19 +12,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/dataloader.py`
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
 import torch
 
+from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
 from utils.augment import augment_hsv, random_perspective
 from utils.dataloaders import LoadImagesAndLabels, create_dataloader
 from utils.hyp import load_hyp
 from utils.image_check import read_image
 from utils.mosaic import mosaic4
-
-BASELINE_IMG_S = 100.0  # perf.md e: passes 2-3 of the official loader
-
 
 def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: int) -> list[float]:
     """Images/s of each full pass over the training loader."""
@@ -70,19 +70,22 @@ def profile(source: str, hyp: dict, reps: int = 32) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    shared = Path(__file__).resolve().parents[2] / "shared"
-    p.add_argument("--source", default=str(shared / "datasets/coco128/images/train2017"))
+    p.add_argument("--source", default=str(SHARED / "datasets/coco128/images/train2017"))
     p.add_argument("--hyp", default="data/hyps/hyp.scratch-low.yaml")
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
+    add_baseline_arg(p)
     a = p.parse_args()
+    official, source = load_baseline(a.baseline)
+    base = official["dataloader_img_s"]
+    print(f"official loader: {base:.0f} img/s from {source}")
     cv2.setNumThreads(0)
     hyp = load_hyp(a.hyp)
     for cache in (None, "ram"):
         rates = run_passes(a.source, hyp, cache, a.passes, a.workers)
         steady = np.mean(rates[1:]) if len(rates) > 1 else rates[0]
         print(f"cache={cache!s:5} " + "  ".join(f"pass{i + 1} {r:6.1f} img/s" for i, r in enumerate(rates))
-              + f"  -> steady {steady:.1f} img/s = {steady / BASELINE_IMG_S:.2f}x official ({BASELINE_IMG_S:.0f} img/s)")
+              + f"  -> steady {steady:.1f} img/s = {steady / base:.2f}x official ({base:.0f} img/s)")
     print("\nwhere the time goes (ms per training sample, one process, no cache):")
     for k, v in profile(a.source, hyp).items():
         print(f"  {k:32s} {v:7.2f} ms")

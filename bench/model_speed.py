@@ -3,8 +3,8 @@
 Every choice is measured separately (memory format, micro-batching, TorchScript freezing with oneDNN fusion,
 torch.compile),
 next to the plain matmul rate of the CPU, so the achieved GFLOP/s show how close each one gets to the machine.
-Official anchors (../shared/reference/yolov5/perf.md, same machine type): yolov5n 68.3 ms, yolov5s 116.3 ms at
-batch 1; 16.4 / 6.46 img/s at batch 8; matmul 309 GFLOP/s.
+Official figures: the official code measured on this machine by bench/official_baseline.py when its JSON exists,
+else perf.md's (yolov5n 68.3 ms, yolov5s 116.3 ms at batch 1; 487 / 1239 ms at batch 8; matmul 309 GFLOP/s).
 
     python bench/model_speed.py [--models yolov5n yolov5s] [--batch 1 8] [--compile]
 """
@@ -20,26 +20,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from baseline import add_baseline_arg, load_baseline, matmul_gflops  # noqa: E402
 from models.backends import CPU_MICROBATCH  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.inference import prepare_for_inference  # noqa: E402
 from utils.torch_utils import gflops  # noqa: E402
-
-OFFICIAL_MS = {("yolov5n", 1): 68.3, ("yolov5s", 1): 116.3, ("yolov5n", 8): 487.0, ("yolov5s", 8): 1239.0}
-
-
-def matmul_gflops(n: int = 2048, reps: int = 20) -> float:
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
-
 
 def time_forward(fn, x: torch.Tensor, warmup: int, reps: int) -> float:
     """Median milliseconds of fn(x) under inference_mode."""
@@ -77,11 +64,13 @@ def main() -> None:
     ap.add_argument("--batch", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    add_baseline_arg(ap)
     opt = ap.parse_args()
+    official, source = load_baseline(opt.baseline)
     torch.manual_seed(0)
     mm = matmul_gflops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul 2048^3: {mm:.0f} GFLOP/s "
-          f"(official machine: 309)")
+          f"(baseline machine: {official['matmul_gflops']:.0f}); official figures from {source}")
     print(f"{'model':8} {'batch':>5} {'setting':36} {'ms':>8} {'img/s':>7} {'GFLOP/s':>8} {'vs official':>11}")
     for name in opt.models:
         model = Model(f"{name}.yaml").eval().fuse()
@@ -91,7 +80,7 @@ def main() -> None:
             warmup, reps = (5, 20) if bs == 1 else (2, 8)
             for label, fn, xi in variants(model, x, opt.compile):
                 ms = time_forward(fn, xi, warmup, reps)
-                ref = OFFICIAL_MS.get((name, bs))
+                ref = official["forward_ms"].get(f"{name}_b{bs}")
                 ratio = f"{ref / ms:.2f}x" if ref else "-"
                 print(f"{name:8} {bs:>5} {label:36} {ms:8.1f} {bs / ms * 1e3:7.1f} {gf * bs / ms * 1e3:8.0f} {ratio:>11}")
 

@@ -1,7 +1,8 @@
 """Train-loop speed: yolov5n at 320 on coco128, batch 16, 2 workers, 1 epoch, against the official YOLOv5 loop.
 
-Baseline: 15.3 images/s from scratch (../shared/reference/yolov5/perf.md, section a: on_train_epoch_start to
-on_train_epoch_end, i.e. loading + forward + loss + backward + optimizer every 4 batches + EMA).
+Baseline: the official loop measured on this machine by bench/official_baseline.py, else 15.3 images/s from scratch
+(../shared/reference/yolov5/perf.md, section a: on_train_epoch_start to on_train_epoch_end, i.e. loading + forward +
+loss + backward + optimizer every 4 batches + EMA).
 Each configuration runs the same seeded epoch; the first-batch loss items must be identical between the
 configurations: bit-identical when the thread count is the same (e.g. --cache ram), and equal to 1e-6
 relative when it differs (float32 reductions are split differently over 1 or 2 threads).
@@ -11,18 +12,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import torch  # noqa: E402
 
-SHARED = Path(os.environ.get("YOLO_SHARED", REPO.parent / "shared"))
-OFFICIAL_IMG_S = 15.3
+from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
+
 CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the default)
     "default": ({}, None),
     "cache": ({"cache": "ram"}, None),
@@ -43,8 +44,7 @@ def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
     n_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    shared = SHARED if SHARED.is_dir() else Path("/work/shared")
-    opts = TrainOptions(data=str(shared / "datasets" / "coco128" / "coco128.yaml"), cfg="yolov5n.yaml",
+    opts = TrainOptions(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg="yolov5n.yaml",
                         weights="", imgsz=320, epochs=1, batch_size=16, workers=2, noplots=True,
                         project=str(tmp), name=name, seed=0, **overrides)
     run = prepare(opts, dist_info(), select_device("cpu"))
@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["default", "cache1t"], choices=list(CONFIGS))
     p.add_argument("--project", default="runs/bench_train")
+    add_baseline_arg(p)
     a = p.parse_args(argv)
+    official, source = load_baseline(a.baseline)
+    base = official["train_img_s"]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     rows, ref = [], None
     for name in a.configs:
@@ -80,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, speed, first, rel == 0 if exact else rel < 1e-6, rel))
     print(f"\n{'config':>10} {'img/s':>8} {'x official':>11}  first-batch loss items [box, obj, cls]")
     for name, speed, first, same, rel in rows:
-        print(f"{name:>10} {speed:8.1f} {speed / OFFICIAL_IMG_S:10.2f}x  {first} max rel diff {rel:.1e}"
+        print(f"{name:>10} {speed:8.1f} {speed / base:10.2f}x  {first} max rel diff {rel:.1e}"
               f"{'' if same else ' DIFFERENT'}")
     ok = all(r[3] for r in rows)
-    print(f"official loop: {OFFICIAL_IMG_S} img/s (perf.md); first-batch losses match: {ok}")
+    print(f"official loop: {base} img/s from {source}; first-batch losses match: {ok}")
     return 0 if ok else 1
 
 

@@ -2,7 +2,8 @@
 
     python bench/val_speed.py [--batch-size 32] [--shared PATH]
 
-Baseline (reference/yolov5/perf.md): the official val.py takes 19.9 s for the whole process at batch 32.
+Baseline: the official code measured on this machine by bench/official_baseline.py, else perf.md's figure:
+the official val.py takes 19.9 s for the whole process at batch 32.
 The script times the whole `python val.py ...` process (imports, loading, data, inference, metrics), then
 prints the figures it obtained (batch 16 gives the second set of official figures: 0.5826 0.5080 0.5684 0.3657).
 """
@@ -16,17 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
-BASELINE_S = 19.9  # official val.py, batch 32, whole process
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.shared_data import SHARED  # noqa: E402  (finds ../shared from worktrees too)
+sys.path.insert(0, str(REPO / "bench"))
+from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--shared", default=str(SHARED))
+    add_baseline_arg(p)
     args = p.parse_args()
+    official, source = load_baseline(args.baseline)
+    base = official["val_s"]
     shared = Path(args.shared)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "val.py", "--weights", str(shared / "weights/yolov5n.pt"), "--data",
@@ -37,7 +40,7 @@ def main() -> None:
         wall = time.perf_counter() - t
         m = json.loads((Path(tmp) / "exp" / "metrics.json").read_text())
     print(f"val.py batch {args.batch_size}: {wall:.1f} s, {128 / wall:.1f} images/s end to end; "
-          f"official {BASELINE_S} s -> speed-up x{BASELINE_S / wall:.2f}")
+          f"official {base} s ({source}) -> speed-up x{base / wall:.2f}")
     print("P %.4f R %.4f mAP50 %.4f mAP50-95 %.4f" % (m["P"], m["R"], m["mAP50"], m["mAP50_95"]))
     print("per image ms: " + ", ".join(f"{k} {v:.1f}" for k, v in m["speed_ms_per_image"].items()))
 
