@@ -13,7 +13,7 @@ import yaml
 import train as train_mod
 from models import load_model
 from models.checkpoint import read_checkpoint
-from utils.data_yaml import list_image_files, load_data_yaml
+from tests.demo_subset import demo_subset_yaml
 from utils.dataloaders import LoadImagesAndLabels
 from utils.train import loop
 from utils.train.loggers import read_results_csv
@@ -22,17 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--cfg", "yolov5n.yaml", "--imgsz", "64", "--noautoanchor", "--noplots", "--batch-size", "8"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-def _subset_yaml(tmp: Path, n_train: int, n_val: int) -> Path:
-    """A data YAML over the first images of the demo dataset (image lists; labels found next to them)."""
-    cfg = load_data_yaml(ROOT / "data" / "shapes.yaml")  # generates datasets/shapes on first use
-    for split, n in (("train", n_train), ("val", n_val)):
-        files = list_image_files(cfg[split])[:n]
-        (tmp / f"{split}.txt").write_text("\n".join(files) + "\n")
-    f = tmp / "subset.yaml"
-    f.write_text(yaml.safe_dump({"path": str(tmp), "train": "train.txt", "val": "val.txt", "names": cfg.names}))
-    return f
 
 
 def _train(tmp: Path, name: str, *flags: str) -> train_mod.TrainResult:
@@ -47,7 +36,7 @@ def _epochs_logged(save_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return _subset_yaml(tmp_path_factory.mktemp("data"), 16, 8)
+    return demo_subset_yaml(tmp_path_factory.mktemp("data"), 16, 8)
 
 
 @pytest.fixture(scope="module")

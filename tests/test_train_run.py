@@ -16,24 +16,13 @@ import yaml
 
 from models import load_model
 from models.checkpoint import read_checkpoint
+from tests.demo_subset import demo_subset_yaml
 from train import train
-from utils.data_yaml import list_image_files, load_data_yaml
 from utils.train.loggers import read_results_csv
 from utils.train.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--cfg", "yolov5n.yaml", "--imgsz", "64", "--noautoanchor", "--noplots", "--workers", "1"]
-
-
-def _subset_yaml(tmp: Path, n_train: int, n_val: int) -> Path:
-    """A data YAML over the first images of the demo dataset (image lists; labels found next to them)."""
-    cfg = load_data_yaml(ROOT / "data" / "shapes.yaml")  # generates datasets/shapes on first use
-    for split, n in (("train", n_train), ("val", n_val)):
-        files = list_image_files(cfg[split])[:n]
-        (tmp / f"{split}.txt").write_text("\n".join(files) + "\n")
-    f = tmp / "subset.yaml"
-    f.write_text(yaml.safe_dump({"path": str(tmp), "train": "train.txt", "val": "val.txt", "names": cfg.names}))
-    return f
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -52,7 +41,7 @@ def _run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def test_accumulate_4_batch_4_steps_once_per_16_images(tmp_path):
-    data = _subset_yaml(tmp_path, 64, 8)
+    data = demo_subset_yaml(tmp_path, 64, 8)
     opts = TrainOptions(data=str(data), cfg="yolov5n.yaml", imgsz=64, epochs=1, batch_size=4, accumulate=4,
                         noautoanchor=True, noplots=True, workers=0, project=str(tmp_path / "runs"), name="acc")
     res = train(opts)
@@ -71,7 +60,7 @@ def test_accumulate_4_batch_4_steps_once_per_16_images(tmp_path):
 def killed_run(tmp_path_factory) -> Path:
     """A 3-epoch run killed with SIGKILL during epoch 1 (after epoch 0's last.pt was written)."""
     tmp = tmp_path_factory.mktemp("killed")
-    data = _subset_yaml(tmp, 32, 8)
+    data = demo_subset_yaml(tmp, 32, 8)
     cmd = _train_cmd("--data", str(data), *FAST, "--epochs", "3", "--batch-size", "8", "--noval",
                      "--project", str(tmp / "runs"), "--name", "exp")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -125,7 +114,7 @@ def test_nan_loss_stops_and_keeps_last(killed_run, tmp_path):
 
 def test_torchrun_two_cpu_processes_identical_weights(tmp_path):
     """2 ranks x 4 images, 2 batches per rank, --accumulate 2: the first backward runs under no_sync()."""
-    data = _subset_yaml(tmp_path, 16, 4)
+    data = demo_subset_yaml(tmp_path, 16, 4)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "train.py"), "--data", str(data), *FAST, "--epochs", "1", "--batch-size", "8",
            "--accumulate", "2", "--device", "cpu", "--project", str(tmp_path / "runs"), "--name", "ddp"]

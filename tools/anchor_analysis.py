@@ -17,23 +17,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.analysis.anchors import analyse, dataset_labels, model_anchors_px, plot_anchors  # noqa: E402
-from utils.analysis.common import analysis_model, output_dir, save_text  # noqa: E402
+from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
 from utils.autoanchor import anchors_yaml  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="model YAML (path or name in models/)")
-    p.add_argument("--weights", default=None, help="checkpoint instead of --cfg")
+    add_model_args(p)
     p.add_argument("--data", required=True, help="data YAML")
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="which images' labels")
     p.add_argument("--imgsz", type=int, default=640, help="training image size (pixels)")
     p.add_argument("--thr", type=float, default=4.0, help="anchor_t: max width/height ratio")
     p.add_argument("--gen", type=int, default=1000, help="generations of anchor evolution")
     p.add_argument("--seed", type=int, default=0, help="random seed of k-means and evolution")
-    p.add_argument("--project", default="runs/analyze/anchor_analysis", help="output folder")
-    p.add_argument("--name", default="exp", help="run name inside --project")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
+    add_output_args(p, "anchor_analysis")
     return p.parse_args(argv)
 
 

@@ -13,23 +13,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.analysis.common import analysis_model, load_image_tensor, output_dir, save_text  # noqa: E402
+from utils.analysis.common import (add_model_args, add_output_args, analysis_model, load_image_tensor,  # noqa: E402
+                                   output_dir, save_text)
 from utils.analysis.feature_maps import capture, save_feature_maps  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="model YAML (path or name in models/)")
-    p.add_argument("--weights", default=None, help="checkpoint instead of --cfg")
+    add_model_args(p)
     p.add_argument("--source", required=True, help="one image file")
     p.add_argument("--imgsz", type=int, default=640, help="letterboxed input size")
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="rows to show (default: every row that feeds the Detect head)")
     p.add_argument("--k", type=int, default=32, help="channels per layer")
     p.add_argument("--cols", type=int, default=8, help="channels per grid row")
-    p.add_argument("--project", default="runs/analyze/feature_maps", help="output folder")
-    p.add_argument("--name", default="exp", help="run name inside --project")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
+    add_output_args(p, "feature_maps")
     return p.parse_args(argv)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.analysis.common import analysis_model, output_dir, save_text  # noqa: E402
+from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
 from utils.analysis.image_loss import loss_hyp, loss_table, per_image_losses  # noqa: E402
 from utils.analysis.loss_curves import plot_runs, read_results, summary  # noqa: E402
 
@@ -25,17 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", nargs="*", default=[], help="results.csv files (or run folders holding one)")
-    p.add_argument("--cfg", default=None, help="model YAML for the per-image loss (random weights)")
-    p.add_argument("--weights", default=None, help="checkpoint for the per-image loss")
+    add_model_args(p, "model YAML for the per-image loss (random weights)", "checkpoint for the per-image loss")
     p.add_argument("--data", default=None, help="data YAML for the per-image loss")
     p.add_argument("--split", default="val", choices=("train", "val", "test"), help="images to score")
     p.add_argument("--hyp", default=str(REPO / "data" / "hyps" / "hyp.scratch-low.yaml"), help="loss gains")
     p.add_argument("--imgsz", type=int, default=640, help="letterboxed input size")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward")
     p.add_argument("--top", type=int, default=16, help="hardest images drawn")
-    p.add_argument("--project", default="runs/analyze/loss_analysis", help="output folder")
-    p.add_argument("--name", default="exp", help="run name inside --project")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
+    add_output_args(p, "loss_analysis")
     opt = p.parse_args(argv)
     if not opt.results and not opt.data:
         p.error("give --results (training curves) and/or --data with --cfg/--weights (per-image loss)")

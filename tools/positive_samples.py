@@ -16,7 +16,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.analysis.common import analysis_model, output_dir, save_text  # noqa: E402
+from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
 from utils.analysis.positive_samples import assign, draw_assignments, legend_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="model YAML (path or name in models/)")
-    p.add_argument("--weights", default=None, help="checkpoint instead of --cfg")
+    add_model_args(p)
     p.add_argument("--data", required=True, help="data YAML")
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="images to draw")
     p.add_argument("--hyp", default=str(REPO / "data" / "hyps" / "hyp.scratch-low.yaml"), help="anchor_t")
@@ -33,9 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="images drawn")
     p.add_argument("--augment", action="store_true", help="draw a training batch (mosaic etc.) instead")
     p.add_argument("--seed", type=int, default=0, help="augmentation seed")
-    p.add_argument("--project", default="runs/analyze/positive_samples", help="output folder")
-    p.add_argument("--name", default="exp", help="run name inside --project")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
+    add_output_args(p, "positive_samples")
     return p.parse_args(argv)
 
 

@@ -13,23 +13,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.analysis.common import analysis_model, output_dir, save_text  # noqa: E402
+from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
 from utils.analysis.profile import plot_profile, profile_rows  # noqa: E402
 from utils.torch_utils import select_device  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="model YAML (path or name in models/)")
-    p.add_argument("--weights", default=None, help="checkpoint instead of --cfg")
+    add_model_args(p)
     p.add_argument("--imgsz", type=int, default=640, help="square input size")
     p.add_argument("--batch", type=int, default=1, help="batch size of the timed input")
     p.add_argument("--runs", type=int, default=10, help="timed runs per row (median kept)")
     p.add_argument("--sort", default="ms", choices=("ms", "gflops", "params", "i"), help="table order")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA index")
-    p.add_argument("--project", default="runs/analyze/profile_layers", help="output folder")
-    p.add_argument("--name", default="exp", help="run name inside --project")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
+    add_output_args(p, "profile_layers")
     return p.parse_args(argv)
 
 

@@ -14,22 +14,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.analysis.common import analysis_model, output_dir, save_text  # noqa: E402
+from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
 from utils.analysis.effective_rf import effective_rf, plot_erf  # noqa: E402
 from utils.analysis.receptive_field import receptive_fields  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="model YAML (path or name in models/)")
-    p.add_argument("--weights", default=None, help="checkpoint instead of --cfg")
+    add_model_args(p)
     p.add_argument("--imgsz", type=int, default=640, help="input size of the effective-field pictures")
     p.add_argument("--erf-layers", type=int, nargs="*", default=None,
                    help="layers whose effective field is drawn (default: the Detect inputs)")
     p.add_argument("--erf-samples", type=int, default=4, help="random inputs averaged per picture")
-    p.add_argument("--project", default="runs/analyze/receptive_field", help="output folder")
-    p.add_argument("--name", default="exp", help="run name inside --project")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
+    add_output_args(p, "receptive_field")
     return p.parse_args(argv)
 
 

@@ -1,6 +1,7 @@
 """Shared bits of the analysis tools: the model to analyse, the output folder, one image as a tensor."""
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def analysis_model(cfg: str | None = None, weights: str | None = None, nc: int |
     from models.yolo import Model
     torch.manual_seed(seed)
     return Model(cfg, nc=nc).eval()
+
+
+def add_model_args(p: argparse.ArgumentParser, cfg_help: str = "model YAML (path or name in models/)",
+                   weights_help: str = "checkpoint instead of --cfg") -> None:
+    """--cfg / --weights: the model every analysis tool reads (exactly one of them)."""
+    p.add_argument("--cfg", default=None, help=cfg_help)
+    p.add_argument("--weights", default=None, help=weights_help)
+
+
+def add_output_args(p: argparse.ArgumentParser, tool: str) -> None:
+    """--project runs/analyze/<tool>, --name, --exist-ok, as in train/val/detect."""
+    p.add_argument("--project", default=f"runs/analyze/{tool}", help="output folder")
+    p.add_argument("--name", default="exp", help="run name inside --project")
+    p.add_argument("--exist-ok", action="store_true", help="reuse project/name")
 
 
 def output_dir(project: str | Path = "runs/analyze", name: str = "exp", exist_ok: bool = False) -> Path:
