@@ -18,7 +18,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from tests.shared_data import SHARED  # noqa: E402  (finds ../shared from worktrees too)
 
-__all__ = ["SHARED", "DEFAULT_BASELINE", "PERF_MD", "add_baseline_arg", "load_baseline", "matmul_gflops"]
+__all__ = ["SHARED", "DEFAULT_BASELINE", "PERF_MD", "add_baseline_arg", "load_baseline", "matmul_gflops",
+           "time_forward"]
 
 DEFAULT_BASELINE = REPO / "runs" / "bench" / "official_baseline.json"
 PERF_MD = {  # ../shared/reference/yolov5/perf.md, YOLOv5 v7.0 on a 2-vCPU Intel Xeon (AVX-512, AMX)
@@ -48,6 +49,21 @@ def load_baseline(path: str | Path = DEFAULT_BASELINE) -> tuple[dict, str]:
     figures.update({k: v for k, v in measured.items() if k != "forward_ms"})
     figures["forward_ms"].update(measured.get("forward_ms", {}))
     return figures, f"{path} (official code measured on this machine)"
+
+
+def time_forward(fn, x, warmup: int, reps: int) -> float:
+    """Median milliseconds of fn(x) under inference_mode (perf.md d: b1 5 warmups / 20 runs, b8 2 / 8)."""
+    import torch
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn(x)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
 
 
 def matmul_gflops(n: int = 2048, reps: int = 20) -> float:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,24 +20,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baseline import add_baseline_arg, load_baseline, matmul_gflops  # noqa: E402
+from baseline import add_baseline_arg, load_baseline, matmul_gflops, time_forward  # noqa: E402
 from models.backends import CPU_MICROBATCH  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.inference import prepare_for_inference  # noqa: E402
 from utils.torch_utils import gflops  # noqa: E402
-
-def time_forward(fn, x: torch.Tensor, warmup: int, reps: int) -> float:
-    """Median milliseconds of fn(x) under inference_mode."""
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
 
 def variants(model: Model, x: torch.Tensor, use_compile: bool):
     """(name, callable) for each inference setting to compare."""

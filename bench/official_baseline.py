@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from baseline import DEFAULT_BASELINE, SHARED, matmul_gflops  # noqa: E402
+from baseline import DEFAULT_BASELINE, SHARED, matmul_gflops, time_forward  # noqa: E402
 
 SECTIONS = ("forward", "dataloader", "train", "val", "detect")
 # v7.0 calls np.trapz, which numpy 2.4 removed: alias it, then run the official module as __main__
@@ -71,16 +71,8 @@ def forward_ms() -> dict[str, float]:
         torch.manual_seed(0)
         model = Model(str(Path(yolov5.__file__).parent / "models" / f"{name}.yaml"), nc=80).fuse().eval()
         for bs, warmup, reps in ((1, 5, 20), (8, 2, 8)):
-            x = torch.rand(bs, 3, 640, 640)
-            with torch.inference_mode():
-                for _ in range(warmup):
-                    model(x)
-                times = []
-                for _ in range(reps):
-                    t = time.perf_counter()
-                    model(x)
-                    times.append(time.perf_counter() - t)
-            out[f"{name}_b{bs}"] = round(statistics.median(times) * 1e3, 1)
+            ms = time_forward(model, torch.rand(bs, 3, 640, 640), warmup, reps)
+            out[f"{name}_b{bs}"] = round(ms, 1)
             print(f"  forward {name} batch {bs}: {out[f'{name}_b{bs}']} ms", flush=True)
     return out
 

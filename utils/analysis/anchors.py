@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch.nn as nn
 
+from utils.analysis.common import save_figure
 from utils.autoanchor import anchor_metrics, kmean_anchors, label_wh
 
 
@@ -102,9 +103,4 @@ def plot_anchors(wh: np.ndarray, fits: list[AnchorFit], fname: str | Path, thr: 
             ax.set_xlabel("box width (px)")
             ax.set_ylabel("box height (px)")
     axes[0, 0].legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fname, dpi=100)
-    plt.close(fig)
-    return fname
+    return save_figure(fig, fname)

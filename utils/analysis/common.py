@@ -59,6 +59,18 @@ def load_image_tensor(path: str | Path, imgsz: int, stride: int = 32) -> tuple[t
     return x, im
 
 
+def save_figure(fig, fname: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fname = Path(fname)
+    fname.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(fname, dpi=dpi)
+    plt.close(fig)
+    return fname
+
+
 def save_text(path: Path, text: str) -> Path:
     """Write a summary and log where it went."""
     path.write_text(text + "\n", encoding="utf-8")

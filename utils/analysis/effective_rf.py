@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from utils.analysis.common import save_figure
 from utils.analysis.receptive_field import RF
 from utils.analysis.rows import row_outputs
 
@@ -67,9 +68,4 @@ def plot_erf(erf: ERF, rf: RF | None, fname: str | Path, title: str = "") -> Pat
     ax.set_xlim(-0.5, g.shape[1] - 0.5)
     ax.set_ylim(g.shape[0] - 0.5, -0.5)
     ax.set_title(title or f"effective RF of layer {erf.layer}, unit {erf.unit}", fontsize=10)
-    fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(fname)
-    plt.close(fig)
-    return fname
+    return save_figure(fig, fname, dpi=fig.dpi)

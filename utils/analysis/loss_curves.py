@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.analysis.common import save_figure
+
 # (column, panel title) in YOLOv5's results.png order
 PANELS = (("train/box_loss", "train box loss"), ("train/obj_loss", "train obj loss"),
           ("train/cls_loss", "train cls loss"), ("metrics/precision", "precision"), ("metrics/recall", "recall"),
@@ -96,9 +98,4 @@ def plot_runs(runs: list[Run], fname: str | Path) -> Path:
     if has_lr:
         axes[0, 5].legend(fontsize=6)
         axes[1, 5].axis("off")
-    fig.tight_layout()
-    fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fname, dpi=100)
-    plt.close(fig)
-    return fname
+    return save_figure(fig, fname)

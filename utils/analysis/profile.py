@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from utils.analysis.common import save_figure
 from utils.analysis.rows import row_inputs
 
 
@@ -105,9 +106,4 @@ def plot_profile(prof: Profile, fname: str | Path, top: int = 30) -> Path:
     axes[1].set_xlabel("GFLOPs")
     fig.suptitle(f"per-layer profile at {prof.imgsz}px: rows {sum(r.ms for r in prof.rows):.1f} ms, "
                  f"model {prof.total_ms:.1f} ms, {prof.gflops:.2f} GFLOPs")
-    fig.tight_layout()
-    fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fname, dpi=100)
-    plt.close(fig)
-    return fname
+    return save_figure(fig, fname)
