@@ -48,7 +48,9 @@ def load_baseline(path: str | Path = DEFAULT_BASELINE) -> tuple[dict, str]:
     measured = json.loads(path.read_text())
     figures.update({k: v for k, v in measured.items() if k != "forward_ms"})
     figures["forward_ms"].update(measured.get("forward_ms", {}))
-    return figures, f"{path} (official code measured on this machine)"
+    missing = sorted(set(PERF_MD) - set(measured))
+    note = f"; from perf.md: {', '.join(missing)}" if missing else ""
+    return figures, f"{path} (official code measured on this machine{note})"
 
 
 def time_forward(fn, x, warmup: int, reps: int) -> float:

@@ -7,11 +7,13 @@ Official figures: the official code measured on this machine by bench/official_b
 else perf.md's (yolov5n 68.3 ms, yolov5s 116.3 ms at batch 1; 487 / 1239 ms at batch 8; matmul 309 GFLOP/s).
 
     python bench/model_speed.py [--models yolov5n yolov5s] [--batch 1 8] [--compile]
+    /tmp/y5env/bin/python bench/model_speed.py --interleave --batch 1   # official vs ours, alternating
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 from pathlib import Path
 
@@ -43,14 +45,46 @@ def variants(model: Model, x: torch.Tensor, use_compile: bool):
         yield "torch.compile (inductor)", compiled, x
 
 
+def interleaved(names: list[str], bs: int, imgsz: int, rounds: int = 6, runs: int = 5) -> None:
+    """Official and our fastest setting timed in alternating rounds in one process, so machine noise hits both.
+
+    Needs the official code importable (the environment of bench/official_baseline.py)."""
+    import yolov5
+    from yolov5.models.yolo import Model as OfficialModel
+
+    for name in names:
+        torch.manual_seed(0)
+        official = OfficialModel(str(Path(yolov5.__file__).parent / "models" / f"{name}.yaml"), nc=80).fuse().eval()
+        x = torch.rand(bs, 3, imgsz, imgsz)
+        ours = prepare_for_inference(Model(f"{name}.yaml").eval().fuse(), x.shape, mode="eager-cl")
+        pairs = {"official (NCHW)": (official, x), "ours (channels_last)": (ours, x.contiguous(
+            memory_format=torch.channels_last))}
+        times: dict[str, list[float]] = {k: [] for k in pairs}
+        for fn, xi in pairs.values():
+            time_forward(fn, xi, 5, 1)
+        for _ in range(rounds):
+            for k, (fn, xi) in pairs.items():
+                times[k].append(time_forward(fn, xi, 0, runs))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{name} batch {bs}, {rounds} alternating rounds of {runs}: "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
+              + f" -> {med['official (NCHW)'] / med['ours (channels_last)']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s"])
     ap.add_argument("--batch", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
+    ap.add_argument("--interleave", action="store_true",
+                    help="time the official model and ours alternately in this process (needs the official code)")
     add_baseline_arg(ap)
     opt = ap.parse_args()
+    if opt.interleave:
+        for bs in opt.batch:
+            interleaved(opt.models, bs, opt.imgsz)
+        return
     official, source = load_baseline(opt.baseline)
     torch.manual_seed(0)
     mm = matmul_gflops()
