@@ -1,13 +1,13 @@
 """Training curves from YOLOv5-style `results.csv` files, one or several runs side by side."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from utils.analysis.common import save_figure
+from utils.train.loggers import read_results_csv
 
 # (column, panel title) in YOLOv5's results.png order
 PANELS = (("train/box_loss", "train box loss"), ("train/obj_loss", "train obj loss"),
@@ -31,27 +31,13 @@ class Run:
 
 
 def read_results(path: str | Path) -> Run:
-    """Parse results.csv (header names may be space-padded, as YOLOv5 writes them); errors name file/row/column."""
+    """Parse results.csv (see `read_results_csv`) and check it has the columns the panels need."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"results file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"{path}: empty file (expected a header row such as 'epoch,train/box_loss,...')")
-    header = [h.strip() for h in rows[0]]
+    header, rows = read_results_csv(path)
     missing = [c for c in ("epoch",) + tuple(c for c, _ in PANELS) if c not in header]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
-    data = np.zeros((len(rows) - 1, len(header)))
-    for r, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path}: row {r} has {len(row)} fields, the header has {len(header)}")
-        for c, v in enumerate(row):
-            try:
-                data[r - 2, c] = float(v)
-            except ValueError:
-                raise ValueError(f"{path}: row {r}, column '{header[c]}': {v.strip()!r} is not a number") from None
+    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
     label = path.parent.name or path.stem
     return Run(path, label, {h: data[:, k] for k, h in enumerate(header)})
 

@@ -26,17 +26,28 @@ def append_results_csv(path: str | Path, epoch: int, values: list[float]) -> Non
 
 
 def read_results_csv(path: str | Path) -> tuple[list[str], list[list[float]]]:
-    """(column names, rows) of a results.csv."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    """(column names, rows) of a results.csv; header names may be space-padded, as YOLOv5 writes them.
+
+    Errors name the file, the row and the column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip(" ,")]
     if not lines:
-        raise ValueError(f"{path}: empty results file")
+        raise ValueError(f"{path}: empty file (expected a header row such as 'epoch,train/box_loss,...')")
     cols = [c.strip() for c in lines[0].split(",")]
     rows = []
     for n, line in enumerate(lines[1:], 2):
-        try:
-            rows.append([float(x) for x in line.split(",")])
-        except ValueError as e:
-            raise ValueError(f"{path}: row {n}: {e}") from e
+        fields = line.split(",")
+        if len(fields) != len(cols):
+            raise ValueError(f"{path}: row {n} has {len(fields)} fields, the header has {len(cols)}")
+        row = []
+        for col, v in zip(cols, fields):
+            try:
+                row.append(float(v))
+            except ValueError:
+                raise ValueError(f"{path}: row {n}, column '{col}': {v.strip()!r} is not a number") from None
+        rows.append(row)
     return cols, rows
 
 
