@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # `python models/yolo.py`: make the repo importab
 from models.common import Conv  # noqa: E402
 from models.detect import Detect  # noqa: E402
 from models.parse import ModelConfigError, parse_model  # noqa: E402
+from models.rows import row_input  # noqa: E402
 from utils.torch_utils import initialize_weights, model_info  # noqa: E402
 
 __all__ = ["Model", "Detect", "parse_model", "load_model_yaml", "ModelConfigError"]
@@ -112,8 +113,7 @@ class Model(nn.Module):
         y: list = []
         n = len(self.model)
         for m in self.model:
-            if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = row_input(m, x, y)
             if upto_head and m.i == n - 1:
                 return x
             if annotate:

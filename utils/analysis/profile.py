@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from models.rows import row_input
 from utils.analysis.common import save_figure
-from utils.analysis.rows import row_inputs
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def profile_rows(model: nn.Module, imgsz: int = 640, runs: int = 5, batch: int =
     rows, outs, x = [], {}, x0
     with torch.no_grad():
         for m in tqdm(model.model, desc="profiling rows", leave=False):
-            inp = row_inputs(m, x, outs)
+            inp = row_input(m, x, outs)
             ms = _median_ms(lambda: m(inp), runs)
             rows.append(RowProfile(m.i, m.type, m.f, sum(q.numel() for q in m.parameters()),
                                    _row_gflops(m, inp) / batch, ms))

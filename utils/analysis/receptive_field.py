@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.detect import Detect
+from models.rows import row_input
 
 
 @dataclass(frozen=True)
@@ -289,8 +290,7 @@ def receptive_fields(model: nn.Module) -> RFReport:
     layers, detect_inputs = [], []
     for m in rows:
         where = f"layer {m.i} ({m.type})"
-        if m.f != -1:
-            x = outs[m.f] if isinstance(m.f, int) else [x if j == -1 else outs[j] for j in m.f]
+        x = row_input(m, x, outs)
         if isinstance(m, Detect):
             froms = m.f if isinstance(m.f, list) else [m.f]
             detect_inputs = [(j % len(outs) if j != -1 else m.i - 1, rf) for j, rf in zip(froms, x)]

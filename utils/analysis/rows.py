@@ -6,14 +6,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
-
-def row_inputs(m: nn.Module, x: Any, outs: dict[int, Any]) -> Any:
-    """The input of row `m`: the previous output `x` or the saved outputs its `f` names."""
-    if m.f == -1:
-        return x
-    if isinstance(m.f, int):
-        return outs[m.f % m.i]
-    return [x if j == -1 else outs[j % m.i] for j in m.f]
+from models.rows import row_input
 
 
 def iter_rows(model: nn.Module, x: torch.Tensor, keep: set[int] | None = None
@@ -22,7 +15,7 @@ def iter_rows(model: nn.Module, x: torch.Tensor, keep: set[int] | None = None
     saved = set(getattr(model, "save", [])) | (keep or set())
     outs: dict[int, Any] = {}
     for m in model.model:
-        inp = row_inputs(m, x, outs)
+        inp = row_input(m, x, outs)
         x = m(inp)
         yield m, inp, x
         if m.i in saved:
