@@ -231,7 +231,8 @@ def coco_few(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ---------------------------------------------------------------- anchors
 def test_anchor_metrics_match_reference_and_kmeans_improves(yolov5n: Model, tmp_path: Path) -> None:
-    from utils.analysis.anchors import analyse, dataset_labels, plot_anchors
+    from utils.analysis.anchors import analyse, plot_anchors
+    from utils.autoanchor import dataset_labels
 
     ref = json.loads(shared_path("reference", "yolov5", "autoanchor.json").read_text())
     dataset = dataset_labels(shared_path("datasets", "coco128", "coco128.yaml"))

@@ -16,9 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.analysis.anchors import analyse, dataset_labels, model_anchors_px, plot_anchors  # noqa: E402
+from utils.analysis.anchors import analyse, model_anchors_px, plot_anchors  # noqa: E402
+from utils.autoanchor import anchors_yaml, dataset_labels  # noqa: E402
 from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
-from utils.autoanchor import anchors_yaml  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -214,7 +214,7 @@ def kmean_anchors(dataset_or_yaml: Any, n: int = 9, img_size: int = 640, thr: fl
 
     if n < 1 or gen < 0 or thr <= 1:
         raise ValueError(f"need n >= 1, gen >= 0 and thr > 1, got n={n}, gen={gen}, thr={thr}")
-    dataset = _load_dataset(dataset_or_yaml, img_size) if isinstance(dataset_or_yaml, (str, Path)) \
+    dataset = dataset_labels(dataset_or_yaml) if isinstance(dataset_or_yaml, (str, Path)) \
         else dataset_or_yaml
     rng = _default_rng(rng)
     wh0 = label_wh(dataset.shapes, dataset.labels, img_size)
@@ -239,18 +239,17 @@ def kmean_anchors(dataset_or_yaml: Any, n: int = 9, img_size: int = 640, thr: fl
     return k.astype(np.float32)
 
 
-def _load_dataset(yaml_path: str | Path, img_size: int) -> SimpleNamespace:
-    """shapes/labels of a data YAML's train split(s), through the project's data loader."""
+def dataset_labels(yaml_path: str | Path, split: str = "train") -> SimpleNamespace:
+    """`.shapes` (n_img, 2 w,h) and `.labels` (list of (n, 5)) of a data YAML split, through the project's loader."""
     from utils.data_yaml import load_data_yaml
     from utils.dataloaders import LoadImagesAndLabels
 
     data = load_data_yaml(yaml_path)
-    shapes, labels = [], []
-    for path in data.train:
-        ds = LoadImagesAndLabels(str(path), img_size, augment=False, rect=False)
-        shapes.append(np.asarray(ds.shapes, dtype=np.float64))
-        labels.extend(ds.labels)
-    return SimpleNamespace(shapes=np.concatenate(shapes), labels=labels)
+    sources = data[split]
+    if not sources:
+        raise ValueError(f"{yaml_path}: no `{split}:` split")
+    ds = LoadImagesAndLabels([str(p) for p in sources], 640, augment=False, rect=False)
+    return SimpleNamespace(shapes=np.asarray(ds.shapes, dtype=np.float64), labels=ds.labels)
 
 
 def anchors_yaml(anchors: np.ndarray, nl: int = 3) -> str:

@@ -44,19 +44,6 @@ def model_anchors_px(model: nn.Module) -> tuple[np.ndarray, list[float]]:
     return (head.anchors.detach().cpu() * stride.view(-1, 1, 1)).numpy(), stride.tolist()
 
 
-def dataset_labels(data_yaml: str | Path, split: str = "train") -> SimpleNamespace:
-    """`.shapes` (n, 2 w,h) and `.labels` (list of (n, 5)) of a data YAML split, as autoanchor reads them."""
-    from utils.data_yaml import load_data_yaml
-    from utils.dataloaders import LoadImagesAndLabels
-
-    data = load_data_yaml(data_yaml)
-    sources = data[split]
-    if not sources:
-        raise ValueError(f"{data_yaml}: no `{split}:` split")
-    ds = LoadImagesAndLabels([str(p) for p in sources], 640, augment=False, rect=False)
-    return SimpleNamespace(shapes=np.asarray(ds.shapes, dtype=np.float64), labels=ds.labels)
-
-
 def fit(name: str, wh: np.ndarray, anchors: np.ndarray, thr: float = 4.0) -> AnchorFit:
     """Overall and per-level metrics of pixel anchors (nl, na, 2) for label sizes wh (n, 2)."""
     bpr, aat = anchor_metrics(wh, anchors.reshape(-1, 2), thr)
