@@ -34,6 +34,11 @@ def test_yaml_resolution_and_errors(tmp_path):
     c = load_data_yaml(y)
     assert c.path == (tmp_path / "ds").resolve() and c.train == [c.path / "images" / "train"]
     assert c.names == ["a", "b"] and c.nc == 2 and c.test is None
+    assert c.sources("val") == [str(c.path / "images" / "train")]
+    with pytest.raises(ValueError, match=r"d\.yaml: no `test:` split"):
+        c.sources("test")
+    with pytest.raises(ValueError, match="unknown split 'bogus'"):
+        c.sources("bogus")
     y.write_text("path: ../ds\ntrain: images/train\nval: images/nope\nnames: [a]\n")
     with pytest.raises(FileNotFoundError, match=r"key 'val'.*images/nope"):
         load_data_yaml(y)

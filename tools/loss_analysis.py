@@ -57,10 +57,8 @@ def hardest(opt: argparse.Namespace, out: Path) -> None:
 
     model = analysis_model(opt.cfg, opt.weights)
     data = load_data_yaml(opt.data)
-    if not data[opt.split]:
-        raise ValueError(f"{opt.data}: no `{opt.split}:` split")
     stride = int(model.stride.max())
-    loader, dataset = create_dataloader([str(p) for p in data[opt.split]], opt.imgsz, opt.batch_size, stride,
+    loader, dataset = create_dataloader(data.sources(opt.split), opt.imgsz, opt.batch_size, stride,
                                         workers=0, nc=data.nc)
     losses = per_image_losses(model, loader, loss_hyp(load_hyp(opt.hyp), model, opt.imgsz))
     print(loss_table(losses, opt.top))

@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = analysis_model(opt.cfg, opt.weights)
     data, hyp = load_data_yaml(opt.data), load_hyp(opt.hyp)
-    if not data[opt.split]:
-        raise ValueError(f"{opt.data}: no `{opt.split}:` split")
-    loader, _ = create_dataloader([str(p) for p in data[opt.split]], opt.imgsz, opt.batch_size,
+    loader, _ = create_dataloader(data.sources(opt.split), opt.imgsz, opt.batch_size,
                                   int(model.stride.max()), hyp=hyp, augment=opt.augment, workers=0,
                                   shuffle=opt.augment, seed=opt.seed, nc=data.nc)
     imgs, targets, paths, _ = next(iter(loader))

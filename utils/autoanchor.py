@@ -244,11 +244,8 @@ def dataset_labels(yaml_path: str | Path, split: str = "train") -> SimpleNamespa
     from utils.data_yaml import load_data_yaml
     from utils.dataloaders import LoadImagesAndLabels
 
-    data = load_data_yaml(yaml_path)
-    sources = data[split]
-    if not sources:
-        raise ValueError(f"{yaml_path}: no `{split}:` split")
-    ds = LoadImagesAndLabels([str(p) for p in sources], 640, augment=False, rect=False)
+    sources = load_data_yaml(yaml_path).sources(split)
+    ds = LoadImagesAndLabels(sources, 640, augment=False, rect=False)
     return SimpleNamespace(shapes=np.asarray(ds.shapes, dtype=np.float64), labels=ds.labels)
 
 

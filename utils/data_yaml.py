@@ -33,6 +33,15 @@ class DataConfig:
         """Dict-style access (`data['train']`) for code written against YOLOv5's data dict."""
         return getattr(self, key)
 
+    def sources(self, split: str) -> list[str]:
+        """The image sources of `split`, as the loaders take them; an error naming the YAML when it has none."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+        found = getattr(self, split)
+        if not found:
+            raise ValueError(f"{self.yaml_file}: no `{split}:` split")
+        return [str(p) for p in found]
+
 
 def img2label_paths(img_paths: list[str]) -> list[str]:
     """Label path of each image: the last `/images/` becomes `/labels/`, the suffix becomes `.txt`."""
