@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ if str(REPO) not in sys.path:
 from tests.shared_data import SHARED  # noqa: E402  (finds ../shared from worktrees too)
 
 __all__ = ["SHARED", "DEFAULT_BASELINE", "PERF_MD", "add_baseline_arg", "load_baseline", "matmul_gflops",
-           "time_forward"]
+           "run_timed", "script_bench_args", "time_forward"]
 
 DEFAULT_BASELINE = REPO / "runs" / "bench" / "official_baseline.json"
 PERF_MD = {  # ../shared/reference/yolov5/perf.md, YOLOv5 v7.0 on a 2-vCPU Intel Xeon (AVX-512, AMX)
@@ -37,6 +38,22 @@ def add_baseline_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default=str(DEFAULT_BASELINE),
                         help="official figures: a JSON from bench/official_baseline.py (used when it exists), "
                              "or 'perf.md' for the published ones")
+
+
+def script_bench_args(doc: str, batch_size: int) -> argparse.Namespace:
+    """The flags of the end-to-end script benchmarks: --batch-size, --shared, --baseline."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--shared", default=str(SHARED))
+    add_baseline_arg(p)
+    return p.parse_args()
+
+
+def run_timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall seconds of a whole process run in the repository root, and its result (output captured)."""
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t, out
 
 
 def load_baseline(path: str | Path = DEFAULT_BASELINE) -> tuple[dict, str]:

@@ -7,24 +7,17 @@ the official detect.py takes 13.8 s (9.3 images/s) for the whole process.
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
+from baseline import load_baseline, run_timed, script_bench_args  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--shared", default=str(SHARED))
-    add_baseline_arg(p)
-    args = p.parse_args()
+    args = script_bench_args(__doc__, batch_size=8)
     official, source = load_baseline(args.baseline)
     base = official["detect_s"]
     shared = Path(args.shared)
@@ -32,9 +25,7 @@ def main() -> None:
         cmd = [sys.executable, "detect.py", "--weights", str(shared / "weights/yolov5n.pt"), "--source",
                str(shared / "datasets/coco128/images/train2017"), "--img", "640", "--device", "cpu",
                "--batch-size", str(args.batch_size), "--project", tmp]
-        t = time.perf_counter()
-        out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
-        wall = time.perf_counter() - t
+        wall, out = run_timed(cmd)
         saved = len(list((Path(tmp) / "exp").glob("*.jpg")))
     speed = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Speed:")]
     print(f"detect.py batch {args.batch_size}: {wall:.1f} s, {128 / wall:.1f} images/s end to end "

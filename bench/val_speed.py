@@ -9,25 +9,18 @@ prints the figures it obtained (batch 16 gives the second set of official figure
 """
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
+from baseline import load_baseline, run_timed, script_bench_args  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--shared", default=str(SHARED))
-    add_baseline_arg(p)
-    args = p.parse_args()
+    args = script_bench_args(__doc__, batch_size=32)
     official, source = load_baseline(args.baseline)
     base = official["val_s"]
     shared = Path(args.shared)
@@ -35,9 +28,7 @@ def main() -> None:
         cmd = [sys.executable, "val.py", "--weights", str(shared / "weights/yolov5n.pt"), "--data",
                str(shared / "datasets/coco128/coco128.yaml"), "--img", "640", "--batch-size", str(args.batch_size),
                "--device", "cpu", "--project", tmp]
-        t = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
-        wall = time.perf_counter() - t
+        wall, _ = run_timed(cmd)
         m = json.loads((Path(tmp) / "exp" / "metrics.json").read_text())
     print(f"val.py batch {args.batch_size}: {wall:.1f} s, {128 / wall:.1f} images/s end to end; "
           f"official {base} s ({source}) -> speed-up x{base / wall:.2f}")
