@@ -158,6 +158,7 @@ def cfg_to_yaml(path: str | Path) -> dict:
     classes = {y["classes"] for y in yolo}
     if len(classes) != 1:
         raise DarknetCfgError(f"{path}: [yolo] sections disagree on classes: {sorted(classes)}")
+    _name_output_convs(rows, yolo)
     head = [[y["index"] for y in yolo], 1, "DarknetDetect",
             ["nc", "anchors", [y["scale_x_y"] for y in yolo], [y["new_coords"] for y in yolo]]]
     return {
@@ -170,6 +171,14 @@ def cfg_to_yaml(path: str | Path) -> dict:
         "backbone": rows,
         "head": [head],
     }
+
+
+def _name_output_convs(rows: list[list], yolo: list[dict]) -> None:
+    """Write the filters of each [yolo] layer's conv as `yolo_filters` (na x (nc + 5)), so nc can change."""
+    for y in yolo:
+        conv = rows[y["index"] - 1]
+        if conv[0] == -1 and conv[2] == "DarknetConv":
+            conv[3][0] = "yolo_filters"
 
 
 def _section_row(r: _Reader, i: int, channels: list[int], ch: int, yolo: list[dict]) -> tuple[list, int]:
@@ -221,6 +230,9 @@ def _yolo_row(r: _Reader, i: int, c_prev: int, yolo: list[dict]) -> tuple[list, 
     if c_prev != len(mask) * (classes + 5):
         raise r.fail(f"the previous layer has {c_prev} filters but mask {mask} with classes={classes} needs "
                      f"{len(mask)} x ({classes} + 5) = {len(mask) * (classes + 5)}", "classes")
+    if yolo and len(mask) != len(yolo[0]["mask"]):
+        raise r.fail(f"mask {mask} uses {len(mask)} anchors but the first [yolo] layer uses {len(yolo[0]['mask'])}: "
+                     "every level needs the same number", "mask")
     anchors = [a for m in mask for a in all_anchors[2 * m:2 * m + 2]]
     anchors = [int(a) if float(a).is_integer() else a for a in anchors]
     yolo.append({"index": i, "classes": classes, "anchors": anchors, "mask": mask,
@@ -248,6 +260,7 @@ def write_yaml(d: dict, path: str | Path) -> Path:
     flow = lambda v: yaml.safe_dump(v, default_flow_style=True, width=1 << 16).strip()  # noqa: E731
     src = d.get("darknet", {}).get("cfg", "a Darknet cfg")
     out = [f"# Generated from {src} by models/darknet_cfg.py: one row per Darknet layer (row i = layer i).",
+           "# yolo_filters = anchors per level x (nc + 5): the filters of the conv before each [yolo] layer.",
            f"nc: {d['nc']}", f"ch: {d.get('ch', 3)}", f"anchors: {flow(d['anchors'])}  # pixels, per [yolo] level",
            f"darknet: {flow(d.get('darknet', {}))}", "backbone:"]
     out += [f"  - {flow(row)}  # {i}{' [yolo]' if row[2] == 'nn.Identity' else ''}" for i, row in enumerate(d["backbone"])]

@@ -217,8 +217,19 @@ class DarknetDetect(Detect):
         wh = pwh.exp().clamp(max=1e3) * anchors  # the clamp only keeps early training finite
         return torch.cat((pxy.sigmoid() * s - 0.5 * (s - 1), wh), 1)
 
-    def initialize_biases(self, class_freq: torch.Tensor | None = None) -> None:
-        """No-op: the biases live in the cfg's own convolutions and come from the .weights file."""
+    def output_convs(self, layers: nn.Sequential) -> list[nn.Module | None]:
+        """Each level's conv in the model's rows: the row feeding its [yolo] row, when that is a linear DarknetConv.
+
+        None for a level with new_coords (its conv ends in a logistic, which a log-prior bias does not fit).
+        Model gives these the YOLOv5 bias prior at construction: a .weights file or checkpoint overwrites it, a
+        head resized for a new nc keeps it."""
+        convs = []
+        for j, new_coords in zip(self.f, self.new_coords):
+            j %= self.i
+            src = j - 1 if layers[j].f == -1 else layers[j].f
+            conv = layers[src % j].conv if isinstance(src, int) and isinstance(layers[src % j], DarknetConv) else None
+            convs.append(None if new_coords else conv)
+        return convs
 
     def check_anchor_order(self) -> bool:
         """Never reorder: the cfg's masks say which anchors each level uses."""

@@ -81,9 +81,18 @@ class Detect(nn.Module):
         anchor_grid = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2).to(like.dtype)
         return grid, anchor_grid
 
-    def initialize_biases(self, class_freq: torch.Tensor | None = None) -> None:
-        """Objectness prior of 8 objects per 640x640 image, class prior 0.6/nc (or from class frequencies)."""
-        for conv, s in zip(self.m, self.stride.tolist()):
+    def output_convs(self, layers: nn.Sequential) -> list[nn.Module | None]:
+        """The conv that produces each level's raw map: here the head's own (`layers`, the model's rows, is unused)."""
+        return list(self.m)
+
+    def initialize_biases(self, class_freq: torch.Tensor | None = None,
+                          convs: Sequence[nn.Module | None] | None = None) -> None:
+        """Objectness prior of 8 objects per 640x640 image, class prior 0.6/nc (or from class frequencies).
+
+        `convs` (default: the head's own) gives each level's output conv; levels without a biased conv are left."""
+        for conv, s in zip(self.m if convs is None else convs, self.stride.tolist()):
+            if getattr(conv, "bias", None) is None:
+                continue
             b = conv.bias.detach().view(self.na, -1)
             b[:, 4] += math.log(8 / (640 / s) ** 2)
             if class_freq is None:

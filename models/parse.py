@@ -2,7 +2,9 @@
 
 No string from a YAML is ever evaluated: module names are looked up in the registry, names in args
 (`nc`, `anchors`, any other top-level key) are taken from the YAML's own keys, other strings go
-through `ast.literal_eval` (`None`, `True`, numbers) or stay strings (`'nearest'`).
+through `ast.literal_eval` (`None`, `True`, numbers) or stay strings (`'nearest'`). One name is derived:
+`yolo_filters` = anchors per level x (nc + 5), the channels of a detection level's output conv (Darknet
+layouts use it, so a new `nc` resizes those convs).
 """
 from __future__ import annotations
 
@@ -104,7 +106,7 @@ def parse_model(d: dict, ch: list[int] | int = 3, source: str | None = None, ver
     anchors, nc = d.get("anchors"), d.get("nc")
     na = (len(anchors[0]) // 2) if isinstance(anchors, list) else (anchors or 0)
     no = na * (nc + 5) if isinstance(nc, int) else -1
-    names = {k: v for k, v in d.items() if k not in ("backbone", "head")}
+    names = {"yolo_filters": no, **{k: v for k, v in d.items() if k not in ("backbone", "head")}}
     if verbose:
         LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
     layers, save = [], []

@@ -102,7 +102,7 @@ class Model(nn.Module):
         head.anchors /= head.stride.view(-1, 1, 1)
         if head.check_anchor_order():
             LOGGER.info("Reversing anchor order to follow the stride order")
-        head.initialize_biases()
+        head.initialize_biases(convs=head.output_convs(self.model))
 
     def forward(self, x: torch.Tensor, augment: bool = False):
         if augment:

@@ -109,6 +109,15 @@ def test_full_models_build_run_and_round_trip(tmp_path: Path, name: str, params:
         out, raw = model(torch.rand(1, 3, 64, 64))
     assert out.shape == (1, 3 * (4 + 16 + 64), 85) and torch.isfinite(out).all()
     assert [r.shape[2] for r in raw] == [64 // int(s) for s in model.stride]
+    resized = Model(ZOO / f"{name}.yaml", nc=4)  # the [yolo] convs follow nc (`yolo_filters` in the YAML)
+    assert [c.out_channels for c in resized.detect.output_convs(resized.model)] == [27, 27, 27]
+
+
+def test_uneven_masks_are_refused_naming_the_line(tmp_path: Path) -> None:
+    text = shared_path("darknet", "yolov3-tiny.cfg").read_text()
+    text = text.replace("filters=255", "filters=170", 1).replace("mask = 3,4,5", "mask = 4,5", 1)
+    with pytest.raises(DarknetCfgError, match=r"model\.cfg:175: \[yolo\] mask \[0, 1, 2\] uses 3 anchors but the first"):
+        cfg_to_yaml(_tiny_cfg(tmp_path, text))
 
 
 def test_convert_to_checkpoint_and_back_is_byte_identical(tmp_path: Path) -> None:

@@ -1,12 +1,23 @@
-"""A converted yolov3-tiny trains with the YOLOv5 loss through DarknetDetect's own box parametrisation."""
+"""Converted Darknet models train: the YOLOv5 loss through DarknetDetect's own box parametrisation, and
+fine-tuning on a dataset with another class count (the [yolo] convs resized, everything else transferred)."""
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import pytest
 import torch
 
+from models import load_checkpoint_dict, load_model
 from models.darknet_cfg import model_from_cfg
+from tests.demo_subset import demo_subset_yaml
 from tests.shared_data import shared_path
+from tools.darknet_convert import to_checkpoint
+from train import train
 from utils.darknet_weights import load_weights
 from utils.loss import ComputeLoss
+from utils.train.options import TrainOptions
+from utils.train.setup import build_model
 
 HYP = {"box": 0.05, "cls": 0.5, "cls_pw": 1.0, "obj": 1.0, "obj_pw": 1.0, "anchor_t": 4.0, "fl_gamma": 0.0}
 
@@ -44,3 +55,30 @@ def test_converted_yolov3_tiny_loss_decreases() -> None:
         losses.append(loss.item())
         assert torch.isfinite(items).all()
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_converted_yolov4_tiny_fine_tunes_on_four_classes(tmp_path: Path) -> None:
+    ckpt = to_checkpoint(shared_path("darknet", "yolov4-tiny.cfg"), shared_path("darknet", "yolov4-tiny.weights"),
+                         tmp_path / "y4t.pt", shared_path("darknet", "coco.names"))
+    data = demo_subset_yaml(tmp_path, 16, 8)
+    opts = TrainOptions(data=str(data), weights=str(ckpt), imgsz=64, epochs=1, batch_size=8, noautoanchor=True,
+                        noplots=True, workers=0, project=str(tmp_path / "runs"), name="ft")
+    model = build_model(opts, 4, {}, torch.device("cpu"))
+    head = model.detect
+    convs = head.output_convs(model.model)
+    assert head.nc == 4 and [c.out_channels for c in convs] == [27, 27]
+    src = load_checkpoint_dict(ckpt)["state_dict"]
+    new = {k for k, v in model.state_dict().items() if k not in src or src[k].shape != v.shape}
+    assert new == {f"model.{i}.conv.{p}" for i in (29, 36) for p in ("weight", "bias")}  # only the [yolo] convs
+    assert all(torch.equal(v, src[k]) for k, v in model.state_dict().items() if k not in new)
+    for conv, s in zip(convs, head.stride.tolist()):  # the fresh convs start from YOLOv5's bias prior
+        obj = conv.bias.detach().view(3, 9)[:, 4]
+        assert (obj - math.log(8 / (640 / s) ** 2)).abs().max() < 0.1
+    res = train(opts)
+    trained = load_model(res.last)
+    assert trained.names == ["circle", "square", "triangle", "cross"]
+    assert [c.out_channels for c in trained.detect.output_convs(trained.model)] == [27, 27]
+    with torch.no_grad():
+        out = trained(torch.rand(1, 3, 64, 64))[0]
+    assert out.shape[-1] == 9 and torch.isfinite(out).all()
