@@ -51,6 +51,11 @@ TRAINING_KEYS = {
 }
 
 
+# Options the model itself holds (and a writer derives from it); the others are kept as written.
+NET_WRITTEN = {"width", "height", "channels"}
+YOLO_WRITTEN = {"mask", "anchors", "classes", "num", "scale_x_y", "new_coords"}
+
+
 class DarknetCfgError(ValueError):
     """A cfg this converter cannot turn into a model; the message names the file and line."""
 
@@ -167,7 +172,10 @@ def cfg_to_yaml(path: str | Path) -> dict:
         "ch": ch,
         "darknet": {"cfg": path.name, "width": net.num("width", 416), "height": net.num("height", 416),
                     "letter_box": net.num("letter_box", 0), "masks": [y["mask"] for y in yolo],
-                    "nms_kind": yolo[0]["nms_kind"]},
+                    "nms_kind": yolo[0]["nms_kind"], "anchors_all": [y["anchors_all"] for y in yolo],
+                    # kept as written so that models/darknet_cfg_writer.py can give them back
+                    "net_options": {k: v for k, v in sections[0].options.items() if k not in NET_WRITTEN},
+                    "yolo_options": [y["options"] for y in yolo]},
         "backbone": rows,
         "head": [head],
     }
@@ -233,9 +241,10 @@ def _yolo_row(r: _Reader, i: int, c_prev: int, yolo: list[dict]) -> tuple[list, 
     if yolo and len(mask) != len(yolo[0]["mask"]):
         raise r.fail(f"mask {mask} uses {len(mask)} anchors but the first [yolo] layer uses {len(yolo[0]['mask'])}: "
                      "every level needs the same number", "mask")
+    all_anchors = [int(a) if float(a).is_integer() else a for a in all_anchors[:2 * num]]
     anchors = [a for m in mask for a in all_anchors[2 * m:2 * m + 2]]
-    anchors = [int(a) if float(a).is_integer() else a for a in anchors]
-    yolo.append({"index": i, "classes": classes, "anchors": anchors, "mask": mask,
+    yolo.append({"index": i, "classes": classes, "anchors": anchors, "mask": mask, "anchors_all": all_anchors,
+                 "options": {k: v for k, v in r.sec.options.items() if k not in YOLO_WRITTEN},
                  "scale_x_y": r.num("scale_x_y", 1.0, float), "new_coords": r.num("new_coords", 0),
                  "nms_kind": r.sec.options.get("nms_kind", "default").lower()})
     return [-1, 1, "nn.Identity", []], c_prev

@@ -9,6 +9,7 @@ import yaml
 
 from models import load_model
 from models.darknet_cfg import DarknetCfgError, cfg_to_yaml, model_from_cfg, write_yaml
+from models.darknet_cfg_writer import write_cfg
 from models.darknet_layers import DarknetMaxPool
 from models.yolo import Model
 from tests.shared_data import shared_path
@@ -113,6 +114,31 @@ def test_full_models_build_run_and_round_trip(tmp_path: Path, name: str, params:
     assert [c.out_channels for c in resized.detect.output_convs(resized.model)] == [27, 27, 27]
 
 
+def _same_model_dict(a: dict, b: dict) -> bool:
+    """Two cfg_to_yaml dicts equal but for the cfg file name."""
+    return {**a, "darknet": {**a["darknet"], "cfg": ""}} == {**b, "darknet": {**b["darknet"], "cfg": ""}}
+
+
+@pytest.mark.parametrize("name", ["yolov3", "yolov4"])
+def test_written_cfg_reads_back_the_same_model(tmp_path: Path, name: str) -> None:
+    model = model_from_cfg(ZOO / f"{name}.cfg")
+    written = write_cfg(model, tmp_path / "w.cfg")
+    assert _same_model_dict(cfg_to_yaml(written), cfg_to_yaml(ZOO / f"{name}.cfg"))
+    head = model.detect
+    with torch.no_grad():  # as AutoAnchor would: the cfg then lists the current anchors, masks renumbered
+        head.anchors.mul_(1.5)
+    d = cfg_to_yaml(write_cfg(model, tmp_path / "a.cfg"))
+    assert d["darknet"]["masks"] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    torch.testing.assert_close(torch.tensor(d["anchors"], dtype=torch.float32).view(3, 3, 2),
+                               head.anchors * head.stride.view(-1, 1, 1))
+
+
+def test_only_darknet_layouts_write_a_cfg(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only a model converted from a Darknet cfg"):
+        write_cfg(Model("yolov5n.yaml"), tmp_path / "unused.cfg")
+    assert not (tmp_path / "unused.cfg").exists()
+
+
 def test_uneven_masks_are_refused_naming_the_line(tmp_path: Path) -> None:
     text = shared_path("darknet", "yolov3-tiny.cfg").read_text()
     text = text.replace("filters=255", "filters=170", 1).replace("mask = 3,4,5", "mask = 4,5", 1)
@@ -126,7 +152,8 @@ def test_convert_to_checkpoint_and_back_is_byte_identical(tmp_path: Path) -> Non
     assert Model(tmp_path / "y.yaml").yaml["darknet"]["masks"] == [[3, 4, 5], [1, 2, 3]]
     model = load_model(ckpt)
     assert model.names[16] == "dog" and isinstance(model.model[-1].stride, torch.Tensor)
-    assert to_weights(ckpt, tmp_path / "y.weights").read_bytes() == weights.read_bytes()
+    assert to_weights(ckpt, tmp_path / "y.weights", tmp_path / "y.cfg").read_bytes() == weights.read_bytes()
+    assert _same_model_dict(cfg_to_yaml(tmp_path / "y.cfg"), cfg_to_yaml(cfg))
     direct = load_model(weights, cfg=cfg)
     for (k, a), b in zip(direct.state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k

@@ -12,7 +12,7 @@ from models import load_checkpoint_dict, load_model
 from models.darknet_cfg import model_from_cfg
 from tests.demo_subset import demo_subset_yaml
 from tests.shared_data import shared_path
-from tools.darknet_convert import to_checkpoint
+from tools.darknet_convert import to_checkpoint, to_weights
 from train import train
 from utils.darknet_weights import load_weights
 from utils.loss import ComputeLoss
@@ -80,5 +80,12 @@ def test_converted_yolov4_tiny_fine_tunes_on_four_classes(tmp_path: Path) -> Non
     assert trained.names == ["circle", "square", "triangle", "cross"]
     assert [c.out_channels for c in trained.detect.output_convs(trained.model)] == [27, 27]
     with torch.no_grad():
-        out = trained(torch.rand(1, 3, 64, 64))[0]
+        out = trained(x := torch.rand(1, 3, 64, 64))[0]
     assert out.shape[-1] == 9 and torch.isfinite(out).all()
+    # back to Darknet: the written cfg has 4 classes and 27-filter [yolo] convs, and runs the same
+    weights = to_weights(res.last, tmp_path / "ft.weights", cfg_out=tmp_path / "ft.cfg")
+    text = (tmp_path / "ft.cfg").read_text()
+    assert text.count("classes=4") == 2 and text.count("filters=27") == 2
+    darknet = load_model(weights, cfg=tmp_path / "ft.cfg")
+    with torch.no_grad():
+        torch.testing.assert_close(darknet(x)[0], out)

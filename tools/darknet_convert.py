@@ -1,11 +1,12 @@
-"""Convert Darknet models: cfg + .weights -> our checkpoint (+ the generated YAML), and checkpoint -> .weights.
+"""Convert Darknet models: cfg + .weights -> our checkpoint (+ the generated YAML), and checkpoint -> .weights (+ cfg).
 
     python tools/darknet_convert.py to-pt --cfg yolov4-tiny.cfg --weights yolov4-tiny.weights \\
         --names coco.names --out yolov4-tiny.pt [--yaml models/darknet/yolov4-tiny.yaml]
-    python tools/darknet_convert.py to-weights --ckpt yolov4-tiny.pt --out yolov4-tiny.weights
+    python tools/darknet_convert.py to-weights --ckpt best.pt --out best.weights --cfg-out best.cfg
 
 The checkpoint keeps the .weights header under `darknet_header`, so writing back a converted file
-gives the original bytes.
+gives the original bytes; `--cfg-out` writes the matching cfg (needed once a fine-tuned model's classes or
+anchors differ from the original cfg's).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ if __package__ in (None, ""):  # `python tools/darknet_convert.py`: make the rep
 from models import load_checkpoint_dict, model_from_checkpoint  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.darknet_cfg import cfg_to_yaml, write_yaml  # noqa: E402
+from models.darknet_cfg_writer import write_cfg  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.darknet_weights import Header, load_weights, save_weights  # noqa: E402
 
@@ -59,11 +61,14 @@ def to_checkpoint(cfg: str | Path, weights: str | Path, out: str | Path, names: 
                            darknet_header=dataclasses.asdict(report.header))
 
 
-def to_weights(ckpt: str | Path, out: str | Path) -> Path:
-    """Our checkpoint of a Darknet-layout model -> .weights (the original header when the checkpoint kept it)."""
+def to_weights(ckpt: str | Path, out: str | Path, cfg_out: str | Path | None = None) -> Path:
+    """Our checkpoint of a Darknet-layout model -> .weights (the original header when the checkpoint kept it),
+    and its .cfg when asked."""
     c = load_checkpoint_dict(ckpt)
     model = model_from_checkpoint(c, str(ckpt))
     header = Header(**c["darknet_header"]) if c.get("darknet_header") else Header()
+    if cfg_out:
+        LOGGER.info(f"cfg written to {write_cfg(model, cfg_out)}")
     return save_weights(model, out, header)
 
 
@@ -76,15 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--names", default=None, help="class names file (e.g. coco.names)")
     a.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     a.add_argument("--yaml", default=None, help="also write the generated model YAML here")
-    b = sub.add_parser("to-weights", help="checkpoint -> .weights")
+    b = sub.add_parser("to-weights", help="checkpoint -> .weights (+ cfg)")
     b.add_argument("--ckpt", required=True, help="our checkpoint of a model converted from a Darknet cfg")
     b.add_argument("--out", required=True, help=".weights file to write")
+    b.add_argument("--cfg-out", default=None, help="also write the model's Darknet .cfg here")
     opt = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if opt.cmd == "to-pt":
         LOGGER.info(f"saved {to_checkpoint(opt.cfg, opt.weights, opt.out, opt.names, opt.yaml)}")
     else:
-        LOGGER.info(f"saved {to_weights(opt.ckpt, opt.out)}")
+        LOGGER.info(f"saved {to_weights(opt.ckpt, opt.out, opt.cfg_out)}")
 
 
 if __name__ == "__main__":
