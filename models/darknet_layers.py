@@ -217,6 +217,16 @@ class DarknetDetect(Detect):
         wh = pwh.exp().clamp(max=1e3) * anchors  # the clamp only keeps early training finite
         return torch.cat((pxy.sigmoid() * s - 0.5 * (s - 1), wh), 1)
 
+    def score_logits(self, p: torch.Tensor, level: int) -> torch.Tensor:
+        """Raw output of a level with objectness and class scores as logits (for the loss's BCE-with-logits).
+
+        With new_coords the conv's logistic already made them probabilities: their logit (clamped away from 0
+        and 1) is the conv's pre-activation, so the loss sees what it would see without the logistic."""
+        if not self.new_coords[level]:
+            return p
+        eps = torch.finfo(p.dtype).eps
+        return torch.cat((p[..., :4], torch.logit(p[..., 4:], eps)), -1)
+
     def output_convs(self, layers: nn.Sequential) -> list[nn.Module | None]:
         """Each level's conv in the model's rows: the row feeding its [yolo] row, when that is a linear DarknetConv.
 

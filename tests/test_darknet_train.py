@@ -89,3 +89,41 @@ def test_converted_yolov4_tiny_fine_tunes_on_four_classes(tmp_path: Path) -> Non
     darknet = load_model(weights, cfg=tmp_path / "ft.cfg")
     with torch.no_grad():
         torch.testing.assert_close(darknet(x)[0], out)
+
+
+def _new_coords_tiny(tmp_path: Path) -> torch.nn.Module:
+    """yolov4-tiny in the Scaled-YOLOv4 style: logistic [yolo] convs and new_coords=1."""
+    text = shared_path("darknet", "yolov4-tiny.cfg").read_text()
+    cfg = tmp_path / "nc1.cfg"
+    cfg.write_text(text.replace("activation=linear", "activation=logistic").replace("[yolo]", "[yolo]\nnew_coords=1"))
+    return model_from_cfg(cfg)
+
+
+def test_new_coords_objectness_loss_is_bce_of_the_probabilities(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _new_coords_tiny(tmp_path).train()
+    assert model.detect.new_coords == [1, 1]
+    preds = model(torch.rand(2, 3, 64, 64))
+    loss_fn = ComputeLoss(model.detect, HYP)
+    _, items = loss_fn(preds, torch.zeros(0, 6))  # no targets: only objectness, against 0 everywhere
+    expected = sum(w * torch.nn.functional.binary_cross_entropy(p[..., 4], torch.zeros_like(p[..., 4]))
+                   for w, p in zip(loss_fn.balance, preds))
+    torch.testing.assert_close(items[1], expected.detach() * HYP["obj"])
+
+
+def test_new_coords_model_loss_decreases(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _new_coords_tiny(tmp_path).train()
+    loss_fn = ComputeLoss(model.detect, HYP)
+    imgs = torch.rand(2, 3, 128, 128)
+    targets = torch.tensor([[0, 16, 0.4, 0.5, 0.3, 0.5], [1, 2, 0.6, 0.3, 0.2, 0.1]])
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    losses = []
+    for _ in range(6):
+        loss, items = loss_fn(model(imgs), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        assert torch.isfinite(items).all()
+    assert losses[-1] < 0.8 * losses[0], losses

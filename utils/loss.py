@@ -2,8 +2,9 @@
 
 The head the loss reads is any object with `nc`, `nl`, `na`, `anchors` ((nl, na, 2) in grid units,
 i.e. pixels / stride) and `stride` ((nl,)), and optionally `box_from_raw(pxy, pwh, anchors, level)` giving its
-own box parametrisation (Darknet heads; YOLOv5's is the default). Predictions are the raw per-level head outputs
-(B, na, H, W, 5 + nc) as logits; targets are (nt, 6) rows `[image, class, cx, cy, w, h]` normalised
+own box parametrisation (Darknet heads; YOLOv5's is the default), and `score_logits(p, level)` turning a level's
+scores into logits where its convs already end in a logistic (Darknet's new_coords). Predictions are the raw
+per-level head outputs (B, na, H, W, 5 + nc); targets are (nt, 6) rows `[image, class, cx, cy, w, h]` normalised
 to the network input.
 """
 from __future__ import annotations
@@ -106,6 +107,7 @@ class ComputeLoss:
         self.autobalance = autobalance
         self.gr = 1.0  # objectness target = (1 - gr) + gr * IoU
         self.box_from_raw = getattr(head, "box_from_raw", yolov5_box_from_raw)
+        self.score_logits = getattr(head, "score_logits", None)
 
     @property
     def anchors(self) -> torch.Tensor:
@@ -123,6 +125,8 @@ class ComputeLoss:
         tcls, tbox, indices, anch = self.build_targets(preds, targets)
 
         for i, pi in enumerate(preds):
+            if self.score_logits is not None:
+                pi = self.score_logits(pi, i)  # the BCEs below take logits
             b, a, gj, gi = indices[i]
             tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype, device=device)
             n = b.shape[0]
