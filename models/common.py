@@ -41,7 +41,11 @@ def autopad(k: int | Sequence[int], p: int | Sequence[int] | None = None, d: int
 
 @register(layout="conv")
 class Conv(nn.Module):
-    """Conv2d + BatchNorm2d + activation (BN folded into the conv by `fuse`)."""
+    """Conv2d + BatchNorm2d + activation (BN folded into the conv, and removed, by `fuse`)."""
+
+    # YOLOv5 v7.0 gives all its Convs one shared default-activation module, so its "N layers" figure counts
+    # that activation once; Model.layer_count reproduces the figure (each Conv here owns its activation).
+    shares_default_act = True
 
     def __init__(self, c1: int, c2: int, k=1, s=1, p=None, g: int = 1, d: int = 1, act: ActSpec = True):
         super().__init__()
@@ -50,13 +54,14 @@ class Conv(nn.Module):
         self.act = make_act(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        x = self.conv(x)
+        return self.act(x if self.bn is None else self.bn(x))
 
     def fuse(self) -> None:
-        """Fold the batch norm into the convolution (inference only)."""
+        """Fold the batch norm into the convolution and drop it (inference only)."""
         if isinstance(self.bn, nn.BatchNorm2d):
             self.conv = fuse_conv_and_bn(self.conv, self.bn)
-            self.bn = nn.Identity()
+            self.bn = None
 
 
 @register(layout="conv")

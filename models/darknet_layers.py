@@ -56,6 +56,8 @@ def darknet_conv_layout(row: Row) -> Layout:
 class DarknetConv(Conv):
     """Darknet [convolutional]: Conv2d (+ BatchNorm, eps 1e-5) + activation; conv bias only without BN."""
 
+    shares_default_act = False  # each Darknet layer names its own activation
+
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int = 0, g: int = 1, bn: bool = True,
                  activation: str = "leaky"):
         nn.Module.__init__(self)  # Conv's own layers (bias-free conv, YOLOv5 BN) do not fit: build ours

@@ -20,9 +20,9 @@ import yaml
 if __package__ in (None, ""):  # `python models/yolo.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.common import Conv  # noqa: E402
+from models.common import Conv, make_act  # noqa: E402
 from models.detect import Detect  # noqa: E402
-from models.parse import ModelConfigError, parse_model  # noqa: E402
+from models.parse import ModelConfigError, parse_activation, parse_model  # noqa: E402
 from models.rows import row_input  # noqa: E402
 from utils.torch_utils import initialize_weights, model_info  # noqa: E402
 
@@ -163,8 +163,14 @@ class Model(nn.Module):
                 m.fuse()
         return self
 
+    def layer_count(self) -> int:
+        """YOLOv5 v7.0's "N layers": len(modules()) with the Convs' default activation counted once, as it shares it."""
+        default = type(make_act(parse_activation(self.yaml.get("activation"), self.yaml_file)))
+        shared = [m for m in self.modules() if isinstance(m, Conv) and m.shares_default_act and type(m.act) is default]
+        return len(list(self.modules())) - max(len(shared) - 1, 0)
+
     def info(self, verbose: bool = False, img_size: int = 640) -> dict:
-        return model_info(self, verbose=verbose, img_size=img_size, name=self.model_name)
+        return model_info(self, verbose=verbose, img_size=img_size, name=self.model_name, n_layers=self.layer_count())
 
     @property
     def model_name(self) -> str:

@@ -45,7 +45,8 @@ def test_parameter_counts_match_official(name):
 
 
 def test_yolov5s_v5_layer_count_and_v3_parameters():
-    # YOLOv5 v5.0 printed "283 layers, 7276605 parameters" (one activation module per Conv, as here).
+    # YOLOv5 v5.0 printed "283 layers, 7276605 parameters" (one activation module per Conv, as here);
+    # the summary counts layers the v7.0 way (one shared activation), as models.json's n_layers.
     assert len(list(Model("yolov5s-v5.yaml").modules())) == 283
     # YOLOv5 v3.0 printed "7.46816e+06 parameters" for its yolov5s (Focus, BottleneckCSP, SPP).
     assert f"{count_params(Model('yolov5s-v3.yaml'))[0]:g}" == "7.46816e+06"
@@ -62,6 +63,7 @@ def test_against_models_json(name):
     cfg = ref["cfg"].rsplit("/", 1)[-1]
     model = Model(cfg, nc=ref["nc"]).eval()
     assert count_params(model) == (ref["n_params"], ref["n_gradients"])
+    assert model.layer_count() == ref["n_layers"]
     assert round(gflops(model), 1) == pytest.approx(ref["gflops_640"], abs=0.05)
     assert model.stride.tolist() == ref["stride"]
     assert model.save == ref["save_list"]
@@ -69,6 +71,7 @@ def test_against_models_json(name):
     assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == [[k, s] for k, s, _ in ref["state_dict"]]
     fused = copy.deepcopy(model).fuse()
     assert count_params(fused)[0] == ref["fused_n_params"]
+    assert fused.layer_count() == ref["fused_n_layers"]
     assert round(gflops(fused), 1) == pytest.approx(ref["fused_gflops_640"], abs=0.05)
     assert [[k, list(v.shape)] for k, v in fused.state_dict().items()] == [list(x) for x in ref["fused_state_dict"]]
     assert [layer.np for layer in model.model] == [row[3] for row in ref["layers"]]

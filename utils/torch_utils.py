@@ -71,8 +71,11 @@ def gflops(model: nn.Module, img_size: int | tuple[int, int] = 640) -> float:
     return macs / 1e9 * 2 * size[0] / s * size[1] / s
 
 
-def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, name: str = "Model") -> dict:
-    """Log '<name> summary: L layers, P parameters, G gradients, F GFLOPs' (and a per-parameter table if verbose)."""
+def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, name: str = "Model",
+               n_layers: int | None = None) -> dict:
+    """Log '<name> summary: L layers, P parameters, G gradients, F GFLOPs' (and a per-parameter table if verbose).
+
+    L is `n_layers` when given (Model passes YOLOv5's way of counting), else len(modules())."""
     n_p, n_g = count_params(model)
     if verbose:
         LOGGER.info(f"{'layer':>5} {'name':>40} {'gradient':>9} {'parameters':>12} {'shape':>20} {'mu':>10} {'sigma':>10}")
@@ -80,7 +83,7 @@ def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, nam
             LOGGER.info(f"{i:5g} {pname:>40} {str(p.requires_grad):>9} {p.numel():12g} {str(list(p.shape)):>20} "
                         f"{p.mean():10.3g} {p.std() if p.numel() > 1 else 0:10.3g}")
     flops = gflops(model, img_size)
-    n_layers = len(list(model.modules()))
+    n_layers = len(list(model.modules())) if n_layers is None else n_layers
     fs = f", {flops:.1f} GFLOPs" if flops else ""
     LOGGER.info(f"{name} summary: {n_layers} layers, {n_p} parameters, {n_g} gradients{fs}")
     return {"layers": n_layers, "parameters": n_p, "gradients": n_g, "gflops": flops}
