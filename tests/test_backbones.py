@@ -12,10 +12,9 @@ from models.backbones import OptionalDependencyError
 from models.convnext_weights import BackboneWeightsError, load_convnext_backbone
 from models.parse import ModelConfigError
 from models.yolo import Model, load_model_yaml
+from tests.sgd_steps import sgd_steps
 from utils.freeze import freeze_layers, parse_freeze_arg
-from utils.loss import ComputeLoss
 
-HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "anchor_t": 4.0}
 TINY = ([1, 1, 2, 1], [16, 32, 64, 128])
 CONVNEXT_T = ([3, 3, 9, 3], [96, 192, 384, 768])
 
@@ -49,24 +48,6 @@ def convnext_yaml(depths, dims) -> dict:
     d["backbone"][:4] = [[-1, 1, "ConvNeXt_Block", [dims[i], i, 3 if i == 0 else dims[i - 1], depths, dims]]
                          for i in range(4)]
     return d
-
-
-def train_steps(model, steps=1, imgsz=64, lr=0.01):
-    """A few SGD steps on random images and targets; returns the losses."""
-    model.train()
-    loss_fn = ComputeLoss(model.detect, HYP)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
-    g = torch.Generator().manual_seed(0)
-    imgs = torch.rand(2, 3, imgsz, imgsz, generator=g)
-    targets = torch.tensor([[0, 3, 0.5, 0.5, 0.4, 0.3], [1, 7, 0.3, 0.6, 0.2, 0.5], [1, 1, 0.7, 0.3, 0.3, 0.3]])
-    losses = []
-    for _ in range(steps):
-        loss, _ = loss_fn(model(imgs), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
 
 
 # ---------------------------------------------------------------------------------------------- ConvNeXt
@@ -149,7 +130,7 @@ def test_convnext_loader_errors_and_report(tmp_path) -> None:
 def test_convnext_tiny_trains() -> None:
     model = Model("yolov5n-convnext-tiny.yaml")
     before = copy.deepcopy(model.state_dict())
-    losses = train_steps(model, steps=2)
+    losses = sgd_steps(model, steps=2)
     assert all(math.isfinite(x) for x in losses)
     key = "model.1.stage.0.pwconv1.weight"
     assert not torch.equal(before[key], model.state_dict()[key])
@@ -165,7 +146,7 @@ def test_feature_backbone_yaml_builds_and_trains(cfg) -> None:
     assert [model.model[i].c_out for i in (1, 2, 3)] == [128, 256, 512]
     assert model.stride.tolist() == [8.0, 16.0, 32.0]
     before = copy.deepcopy(model.state_dict())
-    losses = train_steps(model, steps=2)
+    losses = sgd_steps(model, steps=2)
     assert all(math.isfinite(x) for x in losses)
     after = model.state_dict()
     changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]
@@ -287,7 +268,7 @@ def test_frozen_layers_and_bn_stats_do_not_change() -> None:
     names = freeze_layers(model, 3)
     assert names and all(n.split(".")[1] in {"0", "1", "2"} for n in names)
     before = copy.deepcopy(model.state_dict())
-    train_steps(model)  # calls model.train() first
+    sgd_steps(model)  # calls model.train() first
     after = model.state_dict()
     frozen = [k for k in before if k.split(".")[1] in {"0", "1", "2"}]
     assert any(k.endswith("running_mean") for k in frozen)
@@ -303,7 +284,7 @@ def test_freeze_backbone_of_a_timm_model() -> None:
     model = Model(dict(d, width_multiple=0.25))
     freeze_layers(model, "backbone")
     before = copy.deepcopy(model.state_dict())
-    train_steps(model)
+    sgd_steps(model)
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items() if k.split(".")[1] in {"0", "4"})
     assert not torch.equal(before["model.5.conv.weight"], after["model.5.conv.weight"])

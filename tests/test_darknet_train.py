@@ -11,6 +11,7 @@ import torch
 from models import load_checkpoint_dict, load_model
 from models.darknet_cfg import model_from_cfg
 from tests.demo_subset import demo_subset_yaml
+from tests.sgd_steps import HYP, sgd_steps
 from tests.shared_data import shared_path
 from tools.darknet_convert import to_checkpoint, to_weights
 from train import train
@@ -19,7 +20,7 @@ from utils.loss import ComputeLoss
 from utils.train.options import TrainOptions
 from utils.train.setup import build_model
 
-HYP = {"box": 0.05, "cls": 0.5, "cls_pw": 1.0, "obj": 1.0, "obj_pw": 1.0, "anchor_t": 4.0, "fl_gamma": 0.0}
+TWO_BOXES = torch.tensor([[0, 16, 0.4, 0.5, 0.3, 0.5], [1, 2, 0.6, 0.3, 0.2, 0.1]])  # COCO classes dog, car
 
 
 def test_darknet_box_from_raw_matches_its_decode() -> None:
@@ -37,29 +38,11 @@ def test_darknet_box_from_raw_matches_its_decode() -> None:
     assert head.scale_x_y == [1.05, 1.05]
 
 
-def _fit_two_images(model: torch.nn.Module, steps: int, lr: float) -> list[float]:
-    """SGD steps on two random images with two boxes; the loss of each step (all its items finite)."""
-    model.train()
-    loss_fn = ComputeLoss(model.detect, HYP)
-    imgs = torch.rand(2, 3, 128, 128)
-    targets = torch.tensor([[0, 16, 0.4, 0.5, 0.3, 0.5], [1, 2, 0.6, 0.3, 0.2, 0.1]])
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    losses = []
-    for _ in range(steps):
-        loss, items = loss_fn(model(imgs), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        assert torch.isfinite(items).all()
-    return losses
-
-
 def test_converted_yolov3_tiny_loss_decreases() -> None:
     torch.manual_seed(0)
     model = model_from_cfg(shared_path("darknet", "yolov3-tiny.cfg"))
     load_weights(model, shared_path("darknet", "yolov3-tiny.weights"))
-    losses = _fit_two_images(model, steps=4, lr=1e-3)
+    losses = sgd_steps(model, steps=4, imgsz=128, lr=1e-3, targets=TWO_BOXES)
     assert losses[-1] < 0.8 * losses[0], losses
 
 
@@ -119,5 +102,5 @@ def test_new_coords_objectness_loss_is_bce_of_the_probabilities(tmp_path: Path) 
 
 def test_new_coords_model_loss_decreases(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    losses = _fit_two_images(_new_coords_tiny(tmp_path), steps=6, lr=1e-2)
+    losses = sgd_steps(_new_coords_tiny(tmp_path), steps=6, imgsz=128, lr=1e-2, targets=TWO_BOXES)
     assert losses[-1] < 0.8 * losses[0], losses
