@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from models.common import Conv
 from models.detect import Detect
 from models.registry import Layout, Row, register
+from models.rows import input_rows
 
 DARKNET_BN_EPS = 1e-5
 
@@ -236,10 +237,9 @@ class DarknetDetect(Detect):
         Model gives these the YOLOv5 bias prior at construction: a .weights file or checkpoint overwrites it, a
         head resized for a new nc keeps it."""
         convs = []
-        for j, new_coords in zip(self.f, self.new_coords):
-            j %= self.i
-            src = j - 1 if layers[j].f == -1 else layers[j].f
-            conv = layers[src % j].conv if isinstance(src, int) and isinstance(layers[src % j], DarknetConv) else None
+        for j, new_coords in zip(input_rows(self), self.new_coords):
+            src = input_rows(layers[j])  # a [yolo] row reads one row
+            conv = layers[src[0]].conv if len(src) == 1 and isinstance(layers[src[0]], DarknetConv) else None
             convs.append(None if new_coords else conv)
         return convs
 

@@ -17,3 +17,8 @@ def row_input(m: nn.Module, x: Any, outputs: Any) -> Any:
     if isinstance(f, int):
         return outputs[f % m.i]
     return [x if j == -1 else outputs[j % m.i] for j in f]
+
+
+def input_rows(m: nn.Module) -> list[int]:
+    """Absolute indices of the rows `m` reads, in `from` order (-1 is the row just before it)."""
+    return [m.i - 1 if j == -1 else j % m.i for j in ([m.f] if isinstance(m.f, int) else m.f)]
