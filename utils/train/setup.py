@@ -72,7 +72,7 @@ def build_model(opts: TrainOptions, nc: int, hyp: dict, device: torch.device) ->
 
     if not opts.cfg and not opts.weights:
         raise ValueError("give --cfg (a model YAML) and/or --weights (a checkpoint)")
-    anchors = hyp.get("anchors") or None
+    anchors = round(hyp["anchors"]) if hyp.get("anchors") else None  # anchors per level (evolved as a float)
     if not opts.weights:
         return Model(opts.cfg, ch=3, nc=nc, anchors=anchors).to(device)
     ckpt = load_checkpoint_dict(opts.weights)
