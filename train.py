@@ -57,6 +57,7 @@ class _Run:
     start_epoch: int = 0
     best_fitness: float = 0.0
     results: list[float] = field(default_factory=lambda: [0.0] * 7)
+    maps: np.ndarray | None = None  # per-class mAP50-95 of the last validation (--image-weights)
 
 
 def _resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
@@ -154,7 +155,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
         epochs=opts.epochs, batch_size=opts.batch_size // info.world_size, imgsz=run.imgsz, gs=gs,
         accumulate=opts.accumulate, nw=warmup_iters(hyp["warmup_epochs"], nb), multi_scale=opts.multi_scale,
         plot_dir=run.save_dir if (info.main and not opts.noplots) else None, names=run.names,
-        last_opt_step=int(state.get("last_opt_step", -1)) if state else -1)
+        last_opt_step=int(state.get("last_opt_step", -1)) if state else -1, quad=opts.quad)
 
 
 def _plot_labels(run: _Run) -> None:
@@ -209,7 +210,7 @@ def _end_epoch(run: _Run, epoch: int, mloss: torch.Tensor, stopper, tb) -> bool:
     run.ctx.ema.update_attr(run.model, include=("yaml", "nc", "hyp", "names", "stride"))
     final = epoch + 1 == run.opts.epochs or stopper.possible_stop
     if not run.opts.noval or final:
-        run.results, _ = _validate(run, final)
+        run.results, run.maps = _validate(run, final)
     fi = float(fitness(np.array(run.results).reshape(1, -1))[0])
     stop = stopper(epoch, fi)
     run.best_fitness = max(run.best_fitness, fi)
@@ -240,6 +241,17 @@ class EarlyStopping:
         return stop
 
 
+def _resample_images(run: _Run) -> None:
+    """--image-weights: this epoch's images drawn on rank 0 by class weights, the same indices on every rank."""
+    from utils.image_weights import draw_indices
+    from utils.train.ddp import broadcast_object
+    from utils.train.setup import reset_loader
+
+    idx = draw_indices(run.dataset.labels, len(run.names), run.maps) if run.info.main else None
+    run.ctx.loader.sampler.set_indices(broadcast_object(idx, run.info))
+    reset_loader(run.ctx.loader)  # workers prefetch: restart them so this epoch uses the new draw
+
+
 def _epochs(run: _Run) -> tuple[int, list[str]]:
     """The epoch loop; returns (epochs run in this process, per-rank parameter hashes)."""
     from utils.train.ddp import broadcast_flag, gather_strings, params_hash
@@ -258,6 +270,8 @@ def _epochs(run: _Run) -> tuple[int, list[str]]:
                 LOGGER.info(f"Closing dataloader mosaic for the last {opts.epochs - epoch} epochs")
                 run.dataset.mosaic = False
                 reset_loader(ctx.loader)
+            if opts.image_weights:
+                _resample_images(run)
             if run.info.main:
                 LOGGER.info("\n" + header())
             mloss = train_epoch(ctx, epoch)

@@ -77,6 +77,7 @@ class TrainOptions:
             ("threads", self.threads >= 0, "must be >= 0"),
             ("evolve", self.evolve is None or self.evolve >= 1, "must be >= 1 generations"),
             ("image_weights", not (self.image_weights and self.rect), "cannot be combined with --rect"),
+            ("quad", not self.quad or self.batch_size >= 4, "merges 4 images: needs --batch-size >= 4"),
             ("evolve", not (self.evolve and self.resume), "cannot be combined with --resume (use --resume-evolve)"),
         ]
         for name, ok, why in checks:
