@@ -136,3 +136,23 @@ def test_training_with_image_weights_and_quad(tmp_path):
                         noplots=True, workers=1, image_weights=True, quad=True, project=str(tmp_path / "runs"))
     res = train(opts)
     assert res.epochs_done == 2 and all(np.isfinite(res.results))
+
+
+@pytest.mark.slow
+def test_image_weights_under_torchrun(tmp_path):
+    """2 CPU ranks: rank 0 draws, both train on their share of the same draw; equal batch counts (no hang)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    data = demo_subset_yaml(tmp_path, 16, 4)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(root / "train.py"), "--data", str(data), "--cfg", "yolov5n.yaml", "--imgsz", str(S), "--noautoanchor",
+           "--noplots", "--workers", "1", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--image-weights",
+           "--project", str(tmp_path / "runs")]
+    p = subprocess.run(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert re.search(r"DDP: final weights identical on 2 ranks", p.stderr), p.stderr[-3000:]
