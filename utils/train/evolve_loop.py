@@ -22,6 +22,7 @@ from utils.hyp import load_hyp
 from utils.paths import increment_path
 from utils.train.ddp import DistInfo, broadcast_object, cleanup, ddp_device, init_process_group
 from utils.train.evolve import RESULT_KEYS, append_evolve_row, evolvable_hyp, next_hyp, write_best_yaml
+from utils.train.loop import TrainingDiverged
 from utils.train.options import TrainOptions
 
 LOGGER = logging.getLogger("yolo")
@@ -142,7 +143,11 @@ def run_evolution(opts: TrainOptions, train_fn: TrainFn, info: DistInfo, device,
             LOGGER.info(f"\nevolve: generation {gen + 1}/{plan.generations} in {plan.dir}")
             if info.main:
                 shutil.rmtree(plan.dir / "train", ignore_errors=True)
-            results = train_fn(generation_options(plan), dict(hyp))
+            try:
+                results = train_fn(generation_options(plan), dict(hyp))
+            except TrainingDiverged as e:  # a mutation may diverge: it scores 0 and evolution goes on
+                LOGGER.warning(f"evolve: generation {gen + 1} diverged, recorded with zero results ({e})")
+                results = [0.0] * len(RESULT_KEYS)
             if info.main:
                 _record(plan, gen, results, hyp)
         if info.main:
