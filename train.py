@@ -3,6 +3,8 @@
     python train.py --data data/shapes.yaml --cfg yolov5n.yaml --weights '' --imgsz 160 --epochs 30
     python train.py --data coco128.yaml --weights yolov5n.pt --imgsz 320 --epochs 1
     python train.py --resume runs/train/exp/weights/last.pt
+    python train.py --data coco128.yaml --weights yolov5n.pt --epochs 10 --evolve 300   # runs/evolve/exp
+    python train.py --resume-evolve runs/evolve/exp                                    # continue it
     torchrun --nproc_per_node 2 train.py --data ... --batch-size 32      # DDP (gloo on CPU, NCCL on CUDA)
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ class _Run:
     start_epoch: int = 0
     best_fitness: float = 0.0
     results: list[float] = field(default_factory=lambda: [0.0] * 7)
+    maps: np.ndarray | None = None  # per-class mAP50-95 of the last validation (--image-weights)
 
 
 def _resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
@@ -71,11 +74,13 @@ def _resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
     return saved, ckpt, state
 
 
-def prepare(opts: TrainOptions, info: DistInfo, device: torch.device) -> _Run:
-    """Options, run folder, data, model, optimizer, EMA, loaders, loss: everything before the first epoch."""
+def prepare(opts: TrainOptions, info: DistInfo, device: torch.device, hyp: dict | None = None) -> _Run:
+    """Options, run folder, data, model, optimizer, EMA, loaders, loss: everything before the first epoch.
+
+    `hyp` (e.g. an evolution's mutation) replaces the --hyp file."""
     from models.yolo import Model
     from utils.data_yaml import load_data_yaml
-    from utils.hyp import load_hyp
+    from utils.hyp import load_hyp, validate_hyp
     from utils.torch_utils import init_seeds
     from utils.train.setup import (apply_freeze, build_model, main_process_first, make_save_dir, write_yaml)
 
@@ -84,7 +89,7 @@ def prepare(opts: TrainOptions, info: DistInfo, device: torch.device) -> _Run:
         opts, ckpt, state = _resume_options(opts)
     save_dir = Path(opts.save_dir) if state else make_save_dir(opts, info)
     opts.save_dir = str(save_dir)
-    hyp = dict(state["hyp"]) if state else load_hyp(opts.hyp)
+    hyp = dict(state["hyp"]) if state else validate_hyp(hyp, "hyp") if hyp is not None else load_hyp(opts.hyp)
     if info.main:
         (save_dir / "weights").mkdir(parents=True, exist_ok=True)
         write_yaml(save_dir / "hyp.yaml", hyp)
@@ -150,7 +155,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
         epochs=opts.epochs, batch_size=opts.batch_size // info.world_size, imgsz=run.imgsz, gs=gs,
         accumulate=opts.accumulate, nw=warmup_iters(hyp["warmup_epochs"], nb), multi_scale=opts.multi_scale,
         plot_dir=run.save_dir if (info.main and not opts.noplots) else None, names=run.names,
-        last_opt_step=int(state.get("last_opt_step", -1)) if state else -1)
+        last_opt_step=int(state.get("last_opt_step", -1)) if state else -1, quad=opts.quad)
 
 
 def _plot_labels(run: _Run) -> None:
@@ -205,7 +210,7 @@ def _end_epoch(run: _Run, epoch: int, mloss: torch.Tensor, stopper, tb) -> bool:
     run.ctx.ema.update_attr(run.model, include=("yaml", "nc", "hyp", "names", "stride"))
     final = epoch + 1 == run.opts.epochs or stopper.possible_stop
     if not run.opts.noval or final:
-        run.results, _ = _validate(run, final)
+        run.results, run.maps = _validate(run, final)
     fi = float(fitness(np.array(run.results).reshape(1, -1))[0])
     stop = stopper(epoch, fi)
     run.best_fitness = max(run.best_fitness, fi)
@@ -236,6 +241,17 @@ class EarlyStopping:
         return stop
 
 
+def _resample_images(run: _Run) -> None:
+    """--image-weights: this epoch's images drawn on rank 0 by class weights, the same indices on every rank."""
+    from utils.image_weights import draw_indices
+    from utils.train.ddp import broadcast_object
+    from utils.train.setup import reset_loader
+
+    idx = draw_indices(run.dataset.labels, len(run.names), run.maps) if run.info.main else None
+    run.ctx.loader.sampler.set_indices(broadcast_object(idx, run.info))
+    reset_loader(run.ctx.loader)  # workers prefetch: restart them so this epoch uses the new draw
+
+
 def _epochs(run: _Run) -> tuple[int, list[str]]:
     """The epoch loop; returns (epochs run in this process, per-rank parameter hashes)."""
     from utils.train.ddp import broadcast_flag, gather_strings, params_hash
@@ -254,6 +270,8 @@ def _epochs(run: _Run) -> tuple[int, list[str]]:
                 LOGGER.info(f"Closing dataloader mosaic for the last {opts.epochs - epoch} epochs")
                 run.dataset.mosaic = False
                 reset_loader(ctx.loader)
+            if opts.image_weights:
+                _resample_images(run)
             if run.info.main:
                 LOGGER.info("\n" + header())
             mloss = train_epoch(ctx, epoch)
@@ -285,8 +303,10 @@ def _finish(run: _Run, t0: float, done: int) -> tuple[Path | None, Path | None]:
     return (last if last.exists() else None), (best if best.exists() else None)
 
 
-def train(opts: TrainOptions) -> TrainResult:
-    """Run training as the options say (one process, or one rank under torchrun)."""
+def train(opts: TrainOptions, hyp: dict | None = None) -> TrainResult:
+    """Run training as the options say (one process, or one rank under torchrun); `hyp` overrides --hyp."""
+    import torch.distributed as dist
+
     from utils.torch_utils import select_device
     from utils.train.ddp import cleanup, ddp_device, dist_info, init_process_group
 
@@ -297,10 +317,11 @@ def train(opts: TrainOptions) -> TrainResult:
     if info.enabled and opts.batch_size % info.world_size:
         raise ValueError(f"--batch-size {opts.batch_size} must be a multiple of WORLD_SIZE {info.world_size}")
     device = ddp_device(info, select_device(opts.device))
+    own_group = info.enabled and not dist.is_initialized()  # an evolution keeps one group for all generations
     init_process_group(info, device)
     try:
         t0 = time.time()
-        run = prepare(opts, info, device)
+        run = prepare(opts, info, device, hyp)
         done, hashes = _epochs(run)
         if info.enabled and info.main:
             same = len(set(hashes)) == 1
@@ -312,7 +333,20 @@ def train(opts: TrainOptions) -> TrainResult:
         return TrainResult(run.save_dir, last, best, run.results, run.best_fitness, run.start_epoch + done,
                            run.ctx.optimizer_steps, hashes)
     finally:
-        cleanup(info)
+        if own_group:
+            cleanup(info)
+
+
+def evolve(opts: TrainOptions) -> Path:
+    """--evolve / --resume-evolve: the generations of a hyperparameter evolution (utils/train/evolve_loop.py)."""
+    from utils.torch_utils import select_device
+    from utils.train.ddp import dist_info
+    from utils.train.evolve_loop import run_evolution
+
+    opts.validate()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    return run_evolution(opts, lambda o, hyp: train(o, hyp).results, dist_info(), select_device(opts.device))
 
 
 def parse_opt(argv: list[str] | None = None) -> TrainOptions:
@@ -355,6 +389,11 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CPU)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch CPU threads (0: torch default); 1 is faster on a busy 2-core CPU")
+    p.add_argument("--evolve", type=int, nargs="?", const=300, default=d.evolve,
+                   help="evolve hyperparameters for N generations (300 without N) into runs/evolve/exp")
+    p.add_argument("--resume-evolve", default=d.resume_evolve, help="continue the evolution in DIR (or DIR/evolve.csv)")
+    p.add_argument("--image-weights", action="store_true", help="sample images by the weights of their classes")
+    p.add_argument("--quad", action="store_true", help="quad dataloader: 4 images merged into one of 2x size")
     a = p.parse_args(argv)
     a.resume = a.resume if isinstance(a.resume, (bool, str)) else bool(a.resume)
     return TrainOptions.from_dict(vars(a) | {"save_dir": ""})
@@ -369,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if info.main else logging.WARNING, format="%(message)s")
     opts = parse_opt(argv)
     try:
-        train(opts)
+        evolve(opts) if (opts.evolve or opts.resume_evolve) else train(opts)
     except TrainingDiverged as e:
         LOGGER.error(f"ERROR: {e}")
         return 1

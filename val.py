@@ -1,10 +1,14 @@
 """Validate a detector on a dataset: P, R, mAP50, mAP50-95 as YOLOv5's val.py computes them.
 
     python val.py --weights yolov5n.pt --data coco128.yaml --img 640 --batch-size 32
+    python val.py --task speed --weights yolov5n.pt yolov5s.pt --data coco128.yaml --batch 1   # timings
+    python val.py --task study --weights yolov5n.pt --data coco128.yaml    # mAP and speed for sizes 256..1536
 
 Rect batches (letterbox to the per-batch shape, pad 0.5), conf 0.001, IoU 0.6, multi-label NMS, max 300
 detections, matching in original-image pixels. Writes runs/val/exp<N>/metrics.json (overall and per class),
 curves and the confusion matrix, and with --save-json COCO detections evaluated by pycocotools.
+--task speed (per weights: conf 0.25, IoU 0.45, square batches, no plots, timings reported) and --task study
+(per weights and --study-sizes: study_<data>_<weights>.txt in YOLOv5's format, study.png) as YOLOv5.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from utils.nms import non_max_suppression
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo.val")
-TASKS = ("val", "test", "speed")
+TASKS = ("val", "test", "speed", "study")
+STUDY_SIZES = tuple(range(256, 1536 + 128, 128))
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 ROW = "%22s" + "%11i" * 2 + "%11.3g" * 4
 
@@ -34,7 +39,7 @@ ROW = "%22s" + "%11i" * 2 + "%11.3g" * 4
 class ValOptions:
     """Command-line options of val.py (names as `run()` takes them)."""
     data: str = "data/shapes.yaml"
-    weights: str | None = None
+    weights: list[str] | str | None = None  # several only for --task speed / study
     batch_size: int = 32
     imgsz: int = 640
     conf_thres: float = 0.001
@@ -53,6 +58,7 @@ class ValOptions:
     name: str = "exp"
     exist_ok: bool = False
     half: bool = False
+    study_sizes: list[int] | None = None  # --task study image sizes (default 256..1536 step 128)
 
 
 class Timer:
@@ -123,7 +129,7 @@ def _dataloader(data, task: str, imgsz: int, batch_size: int, stride: int, singl
                 rect: bool):
     from utils.dataloaders import create_dataloader
 
-    split = "val" if task == "speed" else task
+    split = "val" if task in ("speed", "study") else task
     if data[split] is None:
         raise KeyError(f"{getattr(data, 'yaml_file', 'data')}: no '{split}' split for --task {task}")
     pad = 0.0 if task == "speed" else 0.5
@@ -281,7 +287,8 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     d = ValOptions()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=d.data, help="data YAML")
-    p.add_argument("--weights", default=d.weights, help=".pt (ours or official), .torchscript or .onnx")
+    p.add_argument("--weights", nargs="+", default=d.weights,
+                   help=".pt (ours or official), .torchscript or .onnx; several for --task speed / study")
     p.add_argument("--batch-size", "--batch", type=int, default=d.batch_size)
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres)
@@ -294,14 +301,62 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
         p.add_argument(f"--{flag}", action="store_true")
     p.add_argument("--project", default=d.project)
     p.add_argument("--name", default=d.name)
+    p.add_argument("--study-sizes", nargs="+", type=int, default=d.study_sizes,
+                   help=f"image sizes of --task study (default {STUDY_SIZES[0]}..{STUDY_SIZES[-1]} step 128)")
     return ValOptions(**vars(p.parse_args(argv)))
 
 
-def main(argv: list[str] | None = None) -> tuple:
+def _weights_list(weights) -> list:
+    return list(weights) if isinstance(weights, (list, tuple)) else [weights]
+
+
+def _run_kwargs(opt: ValOptions) -> dict:
+    kw = asdict(opt)
+    kw.pop("study_sizes")
+    return kw
+
+
+def speed(opt: ValOptions) -> list[tuple]:
+    """YOLOv5's --task speed: each weights at conf 0.25, IoU 0.45, no plots and no json; timings logged."""
+    return [run(**_run_kwargs(opt) | {"weights": w, "conf_thres": 0.25, "iou_thres": 0.45, "save_json": False,
+                                      "half": True, "plots": False}) for w in _weights_list(opt.weights)]
+
+
+def study(opt: ValOptions) -> Path:
+    """YOLOv5's --task study: per weights, a row (P, R, mAP50, mAP50-95, 3 losses, 3 ms) per image size (FP16 on
+    CUDA, as YOLOv5); each size's metrics.json in <weights>_<size>/."""
+    from utils.plot_study import plot_study, write_study
+
+    sizes = list(opt.study_sizes or STUDY_SIZES)
+    out = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    files = []
+    for w in _weights_list(opt.weights):
+        f = out / f"study_{Path(str(opt.data)).stem}_{Path(str(w)).stem}.txt"
+        rows = []
+        for sz in sizes:
+            LOGGER.info(f"\nRunning {f.name} --imgsz {sz}...")
+            r, _, t = run(**_run_kwargs(opt) | {"weights": w, "imgsz": sz, "plots": False, "half": True,
+                                                "save_dir": out / f"{Path(str(w)).stem}_{sz}"})
+            rows.append([*r, *t])
+        files.append(write_study(f, rows))
+    png = plot_study(files, sizes, out / "study.png")
+    LOGGER.info(f"Study saved to {out}: {', '.join(f.name for f in files)}, {png.name}")
+    return out
+
+
+def main(argv: list[str] | None = None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opt = parse_opt(argv)
     LOGGER.info("val: " + ", ".join(f"{k}={v}" for k, v in asdict(opt).items()))
-    return run(**asdict(opt))
+    if opt.task == "speed":
+        return speed(opt)
+    if opt.task == "study":
+        return study(opt)
+    weights = _weights_list(opt.weights)
+    if len(weights) > 1:
+        raise ValueError(f"--task {opt.task} validates one model, got {len(weights)} --weights (ensembles are not "
+                         "supported; --task speed and study loop over several)")
+    return run(**_run_kwargs(opt) | {"weights": weights[0]})
 
 
 if __name__ == "__main__":

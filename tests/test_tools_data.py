@@ -1,6 +1,7 @@
 """Converters and data tools on real data (coco128)."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,26 @@ def test_voc2yolo(tmp_path):
                                "<xmax>60</xmax><ymax>50</ymax></bndbox></object></annotation>")
     assert voc_to_yolo(xml, tmp_path / "out", ["cat", "dog"]) == 1
     assert (tmp_path / "out" / "a.txt").read_text() == "1 0.2 0.3 0.2 0.4\n"
+
+
+def test_voc2yolo_reports_boxes_without_area(tmp_path, caplog):
+    xml = tmp_path / "xml"
+    xml.mkdir()
+    objs = [("cat", (20, 10, 60, 50)), ("dog", (70, 30, 70, 60)), ("cat", (5, 5, 25, 40)), ("dog", (80, 50, 90, 40))]
+    body = "".join(f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+                   f"<ymax>{d}</ymax></bndbox></object>" for n, (a, b, c, d) in objs)
+    (xml / "b.xml").write_text(f"<annotation><size><width>200</width><height>100</height></size>{body}</annotation>")
+    with caplog.at_level(logging.WARNING, logger="yolo.data"):
+        assert voc_to_yolo(xml, tmp_path / "out", ["cat", "dog"]) == 1
+    assert (tmp_path / "out" / "b.txt").read_text() == "0 0.2 0.3 0.2 0.4\n0 0.075 0.225 0.1 0.35\n"
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [f"{xml / 'b.xml'}: object 2 (class 'dog') has no area, xmin 70 ymin 30 xmax 70 ymax 60: "
+                      "not written",
+                      f"{xml / 'b.xml'}: object 4 (class 'dog') has no area, xmin 80 ymin 50 xmax 90 ymax 40: "
+                      "not written"]
+    cli = subprocess.run([sys.executable, str(REPO / "tools" / "convert.py"), "voc2yolo", "--xml", str(xml),
+                          "--out", str(tmp_path / "cli"), "--names", "cat", "dog"], capture_output=True, text=True)
+    assert cli.returncode == 0 and cli.stderr.count("has no area") == 2
 
 
 def test_convert_help():

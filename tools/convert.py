@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.data_yaml import IMG_FORMATS  # noqa: E402
+
+LOGGER = logging.getLogger("yolo.data")
 
 
 def _row(cls: int, cx: float, cy: float, w: float, h: float) -> str:
@@ -72,7 +75,10 @@ def yolo_to_coco(images_dir: str | Path, labels_dir: str | Path, names: list[str
 
 
 def voc_to_yolo(xml_dir: str | Path, out_dir: str | Path, names: list[str], skip_difficult: bool = False) -> int:
-    """Convert Pascal VOC XML files to YOLO labels; returns the number of files written."""
+    """Convert Pascal VOC XML files to YOLO labels; returns the number of files written.
+
+    A box with no area (xmax <= xmin or ymax <= ymin, e.g. drawn with a single click) is not written; a warning
+    names the file, the object (1-based), its class and its coordinates."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -80,13 +86,17 @@ def voc_to_yolo(xml_dir: str | Path, out_dir: str | Path, names: list[str], skip
         root = ET.parse(xf).getroot()
         W, H = (float(root.find(f"size/{k}").text) for k in ("width", "height"))
         lines = []
-        for obj in root.iter("object"):
+        for k, obj in enumerate(root.iter("object"), 1):
             name = obj.find("name").text.strip()
             if name not in names:
                 raise ValueError(f"{xf}: class '{name}' not in names {names}")
             if skip_difficult and int(obj.findtext("difficult", "0")):
                 continue
-            b = [float(obj.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+            b = [float(obj.find(f"bndbox/{c}").text) for c in ("xmin", "ymin", "xmax", "ymax")]
+            if b[2] <= b[0] or b[3] <= b[1]:
+                LOGGER.warning(f"{xf}: object {k} (class '{name}') has no area, xmin {b[0]:g} ymin {b[1]:g} "
+                               f"xmax {b[2]:g} ymax {b[3]:g}: not written")
+                continue
             lines.append(_row(names.index(name), (b[0] + b[2]) / 2 / W, (b[1] + b[3]) / 2 / H,
                               (b[2] - b[0]) / W, (b[3] - b[1]) / H))
         (out / f"{xf.stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
@@ -111,6 +121,7 @@ def main() -> None:
     c.add_argument("--out", required=True)
     c.add_argument("--names", nargs="+", required=True)
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.cmd == "coco2yolo":
         names = coco_to_yolo(args.json, args.out, skip_crowd=not args.keep_crowd)
         print(f"wrote labels for {len(names)} classes to {args.out}")

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from utils.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
@@ -204,6 +207,54 @@ class LoadImagesAndLabels(Dataset):
             lb[:, 0] = i
         return torch.stack(ims, 0), torch.cat(labels, 0), paths, shapes
 
+    @staticmethod
+    def collate_fn4(batch):
+        """--quad (YOLOv5's collate_fn4): each group of 4 images becomes one of twice the size.
+
+        With probability 0.5 the group's first image is upsampled 2x (its labels unchanged, being normalised),
+        otherwise the 4 are tiled [[0, 2], [1, 3]] (column-major) with their labels shifted into their quarter and
+        halved. A batch of B images gives B // 4 images (a batch of fewer than 4: its first image upsampled)."""
+        ims, labels, paths, shapes = zip(*batch)
+        starts = list(range(0, len(ims) - 3, 4)) or [0]
+        dy, dx = torch.tensor([0.0, 0, 0, 1, 0, 0]), torch.tensor([0.0, 0, 1, 0, 0, 0])
+        half = torch.tensor([1.0, 1, 0.5, 0.5, 0.5, 0.5])
+        im4, label4 = [], []
+        for i in starts:
+            if i + 4 > len(ims) or random.random() < 0.5:
+                im = F.interpolate(ims[i][None].float(), scale_factor=2.0, mode="bilinear", align_corners=False)
+                im4.append(im[0].to(ims[i].dtype))
+                label4.append(labels[i])
+            else:
+                col0, col1 = torch.cat((ims[i], ims[i + 1]), 1), torch.cat((ims[i + 2], ims[i + 3]), 1)
+                im4.append(torch.cat((col0, col1), 2))
+                label4.append(torch.cat((labels[i], labels[i + 1] + dy, labels[i + 2] + dx,
+                                         labels[i + 3] + dy + dx), 0) * half)
+        for j, lb in enumerate(label4):
+            lb[:, 0] = j
+        return torch.stack(im4, 0), torch.cat(label4, 0), paths[::4][:len(starts)], shapes[::4][:len(starts)]
+
+
+class IndexSampler(Sampler):
+    """Yields the dataset indices last given to `set_indices` (the --image-weights draw of an epoch).
+
+    Under DDP each rank takes every world_size-th index of the list, padded to equal shares as
+    DistributedSampler does; all ranks must be given the same list (rank 0's, broadcast)."""
+
+    def __init__(self, n: int, rank: int = -1, world_size: int = 1) -> None:
+        self.rank, self.world_size = max(rank, 0), world_size
+        self.indices = list(range(n))
+
+    def set_indices(self, indices: list[int]) -> None:
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.world_size)
+
+    def __iter__(self):
+        idx = self.indices
+        idx = idx + idx[:len(self) * self.world_size - len(idx)]
+        return iter(idx[self.rank::self.world_size])
+
 
 def _worker_init(worker_id: int) -> None:
     cv2.setNumThreads(0)  # one OpenCV thread per worker: workers already use every core
@@ -239,8 +290,12 @@ class InfiniteDataLoader(DataLoader):
 def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict | None = None,
                       augment: bool = False, cache: str | None = None, pad: float = 0.0, rect: bool = False,
                       workers: int = 8, shuffle: bool = False, seed: int = 0, single_cls: bool = False,
-                      prefix: str = "", distributed: bool = False, nc: int | None = None):
-    """Build (loader, dataset). Shuffling uses a generator seeded with `seed`; DDP uses a DistributedSampler."""
+                      prefix: str = "", distributed: bool = False, nc: int | None = None,
+                      image_weights: bool = False, quad: bool = False):
+    """Build (loader, dataset). Shuffling uses a generator seeded with `seed`; DDP uses a DistributedSampler.
+
+    `image_weights`: an IndexSampler (loader.sampler) that yields the indices the training loop draws each epoch;
+    `quad`: collate_fn4 (batches of batch_size // 4 images of twice the size)."""
     if rect and shuffle:
         LOGGER.warning(f"{prefix}WARNING rect=True is incompatible with shuffle, setting shuffle=False")
         shuffle = False
@@ -248,10 +303,15 @@ def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict 
                                   single_cls=single_cls, stride=stride, pad=pad, prefix=prefix, nc=nc)
     batch_size = min(batch_size, len(dataset))
     nw = min(os.cpu_count() or 1, workers, batch_size if batch_size > 1 else 0)
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
+    if image_weights:
+        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (-1, 1)
+        sampler, shuffle = IndexSampler(len(dataset), rank, world), False
+    else:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
     generator = torch.Generator()
     generator.manual_seed(seed)
     loader = InfiniteDataLoader if nw > 0 else DataLoader
     return loader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, num_workers=nw,
-                  sampler=sampler, pin_memory=False, collate_fn=LoadImagesAndLabels.collate_fn,
+                  sampler=sampler, pin_memory=False,
+                  collate_fn=LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn,
                   worker_init_fn=_worker_init, generator=generator), dataset

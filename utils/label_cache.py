@@ -22,7 +22,7 @@ from utils.image_check import verify_image
 from utils.label_check import verify_label
 
 LOGGER = logging.getLogger("yolo.data")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows that are not boxes dropped per row (1 skipped the whole image)
 
 
 @dataclass
@@ -34,12 +34,14 @@ class ScanResult:
     shapes: list[tuple[int, int]]  # (w, h) after EXIF
     counts: dict[str, int] = field(default_factory=dict)  # found, missing, empty, corrupt
     msgs: list[str] = field(default_factory=list)
+    rows_dropped: int = 0  # label rows that were not boxes (zero/negative size, duplicates), in kept images
 
     def summary(self) -> str:
-        """One line: found, missing, empty, corrupt."""
+        """One line: label files found/missing/empty/corrupt, then images kept, rows dropped, files skipped."""
         c = self.counts
         return (f"{c['found']} labels found, {c['missing']} missing, {c['empty']} empty, {c['corrupt']} corrupt "
-                f"({c['missing'] + c['empty']} background images, {len(self.im_files)} images kept)")
+                f"({c['missing'] + c['empty']} background images, {len(self.im_files)} images kept); "
+                f"{self.rows_dropped} label rows dropped, {c['corrupt']} files skipped")
 
 
 def files_hash(paths: list[str]) -> str:
@@ -54,12 +56,13 @@ def files_hash(paths: list[str]) -> str:
 def _check_pair(im_file: str, lb_file: str, nc: int | None) -> dict:
     try:
         shape, im_msg = verify_image(im_file)
-        lb, status, lb_msg = verify_label(lb_file, nc)
+        lb, status, lb_msg, dropped = verify_label(lb_file, nc)
     except Exception as e:  # every failure becomes a report, never an exception
         where = lb_file if "row" in str(e) or "text file" in str(e) else im_file
         return {"status": "corrupt", "msg": f"{where}: skipped, {e}"}
     msgs = [f"{im_file}: {im_msg}" if im_msg else "", f"{lb_file}: {lb_msg}" if lb_msg else ""]
-    return {"status": status, "shape": list(shape), "labels": lb.tolist(), "msg": "; ".join(m for m in msgs if m)}
+    return {"status": status, "shape": list(shape), "labels": lb.tolist(), "dropped": dropped,
+            "msg": "; ".join(m for m in msgs if m)}
 
 
 def scan(im_files: list[str], label_files: list[str], nc: int | None, prefix: str = "",
@@ -136,6 +139,7 @@ def _to_result(cache: dict, prefix: str) -> ScanResult:
             res.msgs.append(e["msg"])
         if e["status"] == "corrupt":
             continue
+        res.rows_dropped += e["dropped"]
         res.im_files.append(e["im_file"])
         res.label_files.append(e["label_file"])
         res.labels.append(np.array(e["labels"], dtype=np.float32).reshape(-1, 5))

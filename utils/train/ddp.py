@@ -78,6 +78,15 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     return bool(box[0])
 
 
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's `obj` (any picklable value) on every rank; `obj` itself without DDP."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.rank == 0 else None]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
 def params_hash(model: nn.Module) -> str:
     """sha256 of all parameters (names and exact bytes), to compare weights across ranks."""
     h = hashlib.sha256()

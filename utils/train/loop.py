@@ -49,6 +49,7 @@ class LoopContext:
     names: list[str] = field(default_factory=list)
     last_opt_step: int = -1
     optimizer_steps: int = 0
+    quad: bool = False  # --quad: each batch image holds 4 dataset images
 
     def accumulate_at(self, ni: int) -> int:
         """Micro-batches per optimizer step at iteration ni."""
@@ -95,6 +96,8 @@ def forward_loss(ctx: LoopContext, imgs: torch.Tensor, targets: torch.Tensor) ->
     loss, items = ctx.compute_loss(preds, targets.to(ctx.device))
     if ctx.dist.enabled:
         loss = loss * ctx.dist.world_size  # DDP averages gradients over ranks; keep the per-image sum
+    if ctx.quad:
+        loss = loss * 4  # the loss scales with the batch's image count: 4x fewer (merged) images, as YOLOv5
     return loss, items
 
 

@@ -43,6 +43,10 @@ class TrainOptions:
     accumulate: int | None = None
     bf16: bool = False
     threads: int = 0
+    evolve: int | None = None
+    resume_evolve: str = ""
+    image_weights: bool = False
+    quad: bool = False
     save_dir: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +75,10 @@ class TrainOptions:
             ("close_mosaic", self.close_mosaic >= 0, "must be >= 0"),
             ("workers", self.workers >= 0, "must be >= 0"),
             ("threads", self.threads >= 0, "must be >= 0"),
+            ("evolve", self.evolve is None or self.evolve >= 1, "must be >= 1 generations"),
+            ("image_weights", not (self.image_weights and self.rect), "cannot be combined with --rect"),
+            ("quad", not self.quad or self.batch_size >= 4, "merges 4 images: needs --batch-size >= 4"),
+            ("evolve", not (self.evolve and self.resume), "cannot be combined with --resume (use --resume-evolve)"),
         ]
         for name, ok, why in checks:
             if not ok:

@@ -72,7 +72,7 @@ def build_model(opts: TrainOptions, nc: int, hyp: dict, device: torch.device) ->
 
     if not opts.cfg and not opts.weights:
         raise ValueError("give --cfg (a model YAML) and/or --weights (a checkpoint)")
-    anchors = hyp.get("anchors") or None
+    anchors = round(hyp["anchors"]) if hyp.get("anchors") else None  # anchors per level (evolved as a float)
     if not opts.weights:
         return Model(opts.cfg, ch=3, nc=nc, anchors=anchors).to(device)
     ckpt = load_checkpoint_dict(opts.weights)
@@ -117,7 +117,7 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
         loader, dataset = create_dataloader(
             data.train, imgsz, bs, gs, hyp=hyp, augment=True, cache=opts.cache, rect=opts.rect,
             workers=opts.workers, shuffle=True, seed=opts.seed, single_cls=opts.single_cls, prefix="train: ",
-            distributed=info.enabled, nc=data.nc)
+            distributed=info.enabled, nc=data.nc, image_weights=opts.image_weights, quad=opts.quad)
     labels = [lb for lb in dataset.labels if len(lb)]
     mlc = int(max(lb[:, 0].max() for lb in labels)) if labels else -1
     if mlc >= nc:
