@@ -305,4 +305,6 @@ def main(argv: list[str] | None = None) -> tuple:
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run_main
+
+    run_main(main)
