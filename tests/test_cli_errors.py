@@ -12,16 +12,16 @@ from tests.shared_data import REPO, shared_path
 from utils.cli import (TRACEBACK_ENV, UserError, UserFileNotFoundError, UserKeyError, UserValueError, run_main,
                        show_tracebacks)
 
-UNKNOWN_MODULE_YAML = "nc: 2\nbackbone:\n  [[-1, 1, Conv, [16, 3, 2]], [-1, 1, Bogus, [32]]]\nhead:\n  [[-1, 1, Detect, [nc, 3]]]\n"
+UNKNOWN_MODULE_YAML = ("nc: 2\nbackbone:\n  [[-1, 1, Conv, [16, 3, 2]], [-1, 1, Bogus, [32]]]\n"
+                       "head:\n  [[-1, 1, Detect, [nc, 3]]]\n")
 
 
-def run_scripts(commands: list[tuple[str, list[str]]], cwd: Path, env: dict | None = None
-                ) -> list[subprocess.CompletedProcess]:
-    """`python <repo>/<script> args` for each command, all at once, in `cwd` (so nothing lands in the repository);
-    YOLO_TRACEBACK is unset unless `env` sets it."""
-    environ = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV} | {"PYTHONPATH": str(REPO)} | (env or {})
-    procs = [subprocess.Popen([sys.executable, str(REPO / script), *args], cwd=cwd, env=environ, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for script, args in commands]
+def run_scripts(commands: list[tuple[str, list[str], dict]], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """`python <repo>/<script> args` with extra environment `env` for each (script, args, env), all at once, in `cwd`
+    (so nothing lands in the repository); YOLO_TRACEBACK is unset unless `env` sets it."""
+    base = {k: v for k, v in os.environ.items() if k != TRACEBACK_ENV}
+    procs = [subprocess.Popen([sys.executable, str(REPO / script), *args], cwd=cwd, env=base | env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for script, args, env in commands]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -106,7 +106,7 @@ def test_traceback_switch(monkeypatch, capsys):
     assert e.value.code == 2 and "Traceback" in err and err.endswith("error: weights not found: x.pt\n")
 
 
-def test_library_raises_user_errors(tmp_path, weights):
+def test_library_raises_user_errors(tmp_path):
     """The library's checks for the user's files raise UserErrors (and stay catchable as the built-ins)."""
     from models import load_model
     from models.yolo import Model
@@ -143,22 +143,22 @@ def test_scripts_report_user_errors(tmp_path, weights, image):
         ("models/yolo.py", ["--cfg", str(bad)], ["bad.yaml", "row 1", "unknown module 'Bogus'"]),
         ("tools/profile_layers.py", ["--cfg", nope + ".yaml"], ["model YAML not found"]),
     ]
-    results = run_scripts([(script, args) for script, args, _ in cases], cwd=tmp_path)
+    results = run_scripts([(script, args, {}) for script, args, _ in cases], cwd=tmp_path)
     for (script, _, message), r in zip(cases, results):
         assert_user_error(r, script, *message)
 
 
 @pytest.mark.slow
 def test_traceback_switch_and_real_bugs_through_a_script(tmp_path, image):
-    """YOLO_TRACEBACK=1 adds the traceback to a user error; a bug (here a patched-in ValueError) keeps it anyway."""
+    """YOLO_TRACEBACK=1 adds the traceback to a user error; a bug (here a patched-in ValueError) keeps it without."""
     bug = tmp_path / "bug.py"  # runs detect.py as __main__ with a library function that fails like a bug would
-    bug.write_text("import runpy, sys\nimport models.backends\n\n"
+    bug.write_text(f"import runpy, sys\nsys.path.insert(0, {str(REPO)!r})\nimport models.backends\n\n"
                    "def load_backend(*args, **kwargs):\n    raise ValueError('simulated bug')\n\n"
                    "models.backends.load_backend = load_backend\n"
                    f"sys.argv = [{str(REPO / 'detect.py')!r}, *sys.argv[1:]]\n"
                    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     args = ["--weights", str(tmp_path / "nope.pt"), "--source", image, "--nosave"]
-    switched, buggy = run_scripts([("detect.py", args), (str(bug), args)], cwd=tmp_path, env={TRACEBACK_ENV: "1"})
+    switched, buggy = run_scripts([("detect.py", args, {TRACEBACK_ENV: "1"}), (str(bug), args, {})], cwd=tmp_path)
     assert switched.returncode == 2 and "Traceback" in switched.stderr and "UserFileNotFoundError" in switched.stderr
     assert switched.stderr.strip().splitlines()[-1].startswith("detect.py: error: weights not found")
     assert buggy.returncode == 1 and "Traceback" in buggy.stderr, buggy.stderr
