@@ -124,7 +124,7 @@ def test_export_leaves_the_model_as_it_found_it(small_weights, tmp_path):
 
 
 @pytest.mark.slow
-def test_output_location_flags(small_weights, tmp_path):
+def test_output_location_flags(small_weights, tmp_path, monkeypatch):
     """--project/--name (incremented unless --exist-ok) instead of the weights' folder, which is left untouched."""
     before = sorted(p.name for p in small_weights.parent.iterdir())
     args = ["--weights", str(small_weights), "--include", "onnx", "--imgsz", "64", "--project", str(tmp_path / "out")]
@@ -134,6 +134,8 @@ def test_output_location_flags(small_weights, tmp_path):
     assert first == tmp_path / "out" / "run" / "yolov5n.onnx" and second == tmp_path / "out" / "run2" / "yolov5n.onnx"
     assert third == first and load_backend(third).imgsz == (64, 64)
     assert export.output_dir(small_weights, None, None, False) == small_weights.parent  # YOLOv5's default
-    assert export.output_dir(small_weights, None, "x", False) == Path("runs/export/x")
+    monkeypatch.chdir(tmp_path)
+    default_project = export.output_dir(small_weights, None, "x", False)
+    assert default_project == Path("runs/export/x") and default_project.is_dir()
     assert sorted(p.name for p in small_weights.parent.iterdir()) == before
     assert not [p for p in (tmp_path / "out").rglob("*") if ".tmp" in p.name]  # no staged file left behind
