@@ -1,17 +1,23 @@
 """Export a detector to TorchScript and/or ONNX, each verified by running it against PyTorch.
 
-    python export.py --weights yolov5n.pt --include torchscript onnx --imgsz 640 [--dynamic]
+    python export.py --weights yolov5n.pt --include torchscript onnx --imgsz 640 [--dynamic] [--project DIR --name NAME]
 
-Files are written next to the weights (`yolov5n.torchscript`, `yolov5n.onnx`). The exported graph outputs
-only the decoded (B, N, 5 + nc) tensor (Detect.export); class names, stride, input size and whether the
-shape is dynamic are stored in the file (see models/backends.py), so detect.py and val.py can load it.
+Files are written next to the weights (`yolov5n.torchscript`, `yolov5n.onnx`), as YOLOv5 does, or into
+project/name (incremented like the other scripts' runs) when --project or --name is given. A file appears
+only once its check has passed. The exported graph outputs only the decoded (B, N, 5 + nc) tensor
+(Detect.export); class names, stride, input size and whether the shape is dynamic are stored in the file
+(see models/backends.py), so detect.py and val.py can load it. Every format is exported from the same model
+state (`export_state`), whatever ran before it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +25,9 @@ import numpy as np
 import torch
 
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
+from models.detect import Detect
+from utils.cli import UserValueError, run_main
+from utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo.export")
 FORMATS = ("torchscript", "onnx")
@@ -36,17 +45,61 @@ class ExportOptions:
     simplify: bool = False
     device: str = "cpu"
     atol: float = 1e-3
+    project: str | None = None  # None (and no name): next to the weights
+    name: str | None = None
+    exist_ok: bool = False
 
 
 class DecodedOnly(torch.nn.Module):
-    """The model's forward reduced to its decoded output tensor (what exported files return)."""
+    """The model's forward reduced to its decoded output tensor (what exported files return).
+
+    Its own training flag follows the wrapped model's: torch.onnx.export restores the mode it found on the
+    module it is given with a recursive `train(flag)`, so a wrapper left in training mode would switch the
+    whole model back to training (per-level maps) after the export."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.train(model.training)
 
     def forward(self, im: torch.Tensor) -> torch.Tensor:
         return self.model(im)[0]
+
+
+@contextmanager
+def export_state(model: torch.nn.Module) -> Iterator[DecodedOnly]:
+    """`model` in the state every export starts from (eval mode, Detect heads returning only the decoded tensor),
+    wrapped in DecodedOnly; every module's training flag and every head's `export` are restored on exit."""
+    training = {m: m.training for m in model.modules()}
+    heads = {m: m.export for m in model.modules() if isinstance(m, Detect)}
+    model.eval()
+    for head in heads:
+        head.export = True
+    try:
+        yield DecodedOnly(model)
+    finally:
+        for m, flag in training.items():
+            m.training = flag
+        for head, flag in heads.items():
+            head.export = flag
+
+
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` (same suffix) that becomes `path` only if the block succeeds."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def output_dir(weights: str | Path, project: str | None, name: str | None, exist_ok: bool) -> Path:
+    """The weights' folder (YOLOv5's default) unless --project or --name is given: then project/name, incremented."""
+    if project is None and name is None:
+        return Path(weights).parent
+    return increment_path(Path(project or "runs/export") / (name or "exp"), exist_ok=exist_ok, mkdir=True)
 
 
 def export_torchscript(model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict) -> Path:
@@ -87,15 +140,17 @@ def _simplify(proto):
     return proto
 
 
-def verify(path: Path, expected: torch.Tensor, im: torch.Tensor, atol: float) -> float:
-    """Run the exported file on `im` and compare with the PyTorch output; returns the max |difference|."""
+def verify(path: Path, expected: torch.Tensor, im: torch.Tensor, atol: float, name: Path | None = None) -> float:
+    """Run the exported file on `im` and compare with the PyTorch output; returns the max |difference|.
+    `name` is the file the messages name (default `path`)."""
     backend = load_backend(path, "cpu")
     got = backend(im)
+    name = name or path
     if got.shape != expected.shape:
-        raise AssertionError(f"{path}: output shape {tuple(got.shape)} != PyTorch {tuple(expected.shape)}")
+        raise AssertionError(f"{name}: output shape {tuple(got.shape)} != PyTorch {tuple(expected.shape)}")
     diff = float((got - expected).abs().max())
     if not np.isfinite(diff) or diff > atol:
-        raise AssertionError(f"{path}: output differs from PyTorch by {diff:.3g} (> {atol})")
+        raise AssertionError(f"{name}: output differs from PyTorch by {diff:.3g} (> {atol})")
     return diff
 
 
@@ -104,37 +159,44 @@ def _verify_input(batch: int, imgsz: tuple[int, int]) -> torch.Tensor:
     return torch.rand(batch, 3, *imgsz, generator=g)
 
 
+def export_format(fmt: str, model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict, opset: int = 17,
+                  dynamic: bool = False, simplify: bool = False) -> Path:
+    """Write `model` as `fmt` to `path`, from export_state and leaving the model as it was."""
+    with export_state(model) as wrapped:
+        if fmt == "torchscript":
+            return export_torchscript(wrapped, im, path, meta)
+        return export_onnx(wrapped, im, path, meta, opset, dynamic, simplify)
+
+
 def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640), batch_size=1, dynamic=False,
-        opset=17, simplify=False, device="cpu", atol=1e-3) -> dict[str, Path]:
+        opset=17, simplify=False, device="cpu", atol=1e-3, project=None, name=None, exist_ok=False
+        ) -> dict[str, Path]:
     """Export `weights` to each format in `include`; returns {format: path}. Raises if a check fails."""
     from models import load_model
 
     unknown = set(include) - set(FORMATS)
     if unknown:
-        raise ValueError(f"--include {sorted(unknown)}: unknown format(s); choose from {FORMATS}")
+        raise UserValueError(f"--include {sorted(unknown)}: unknown format(s); choose from {FORMATS}")
     imgsz = tuple(imgsz) * 2 if len(imgsz) == 1 else tuple(imgsz)
-    model = load_model(weights, device=device, fuse=True).eval()
+    model = load_model(weights, device=device, fuse=True)
     stride = int(model.stride.max())
     if any(s % stride for s in imgsz):
-        raise ValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
-    model.detect.export = True
-    model = DecodedOnly(model)
+        raise UserValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
     im = torch.zeros(batch_size, 3, *imgsz, device=device)
-    meta = export_metadata(model.model.names, stride, imgsz, batch_size, dynamic)
+    meta = export_metadata(model.names, stride, imgsz, batch_size, dynamic)
     x = _verify_input(batch_size, imgsz)
     x2 = _verify_input(batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
-    with torch.inference_mode():
-        expected, expected2 = model(x), model(x2)
+    with export_state(model) as wrapped, torch.inference_mode():
+        expected, expected2 = wrapped(x), wrapped(x2)
+    folder = output_dir(weights, project, name, exist_ok)
     out = {}
     for fmt in include:
-        path = Path(weights).with_suffix(f".{fmt}")
-        if fmt == "torchscript":
-            export_torchscript(model, im, path, meta)
-        else:
-            export_onnx(model, im, path, meta, opset, dynamic, simplify)
-        diff = verify(path, expected, x, atol)
-        if dynamic and fmt == "onnx":  # also another batch size and image shape
-            diff = max(diff, verify(path, expected2, x2, atol))
+        path = folder / Path(weights).with_suffix(f".{fmt}").name
+        with staged(path) as tmp:
+            export_format(fmt, model, im, tmp, meta, opset, dynamic, simplify)
+            diff = verify(tmp, expected, x, atol, path)
+            if dynamic and fmt == "onnx":  # also another batch size and image shape
+                diff = max(diff, verify(tmp, expected2, x2, atol, path))
         LOGGER.info(f"{fmt}: saved {path} ({path.stat().st_size / 1e6:.1f} MB), max |diff| vs PyTorch {diff:.2e}")
         out[fmt] = path
     return out
@@ -152,6 +214,9 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--simplify", action="store_true", help="ONNX: simplify with onnxsim (optional package)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--atol", type=float, default=d.atol, help="max |diff| allowed in the verification run")
+    p.add_argument("--project", default=d.project, help="save to project/name (default: next to the weights)")
+    p.add_argument("--name", default=d.name, help="save to project/name (project default: runs/export)")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     return ExportOptions(**vars(p.parse_args(argv)))
 
 
@@ -161,4 +226,4 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

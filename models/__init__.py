@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+from utils.cli import UserFileNotFoundError, UserValueError
+
 __all__ = ["load_model", "Model", "save_checkpoint"]
 
 
@@ -24,6 +26,8 @@ def load_checkpoint_dict(path: str | Path) -> dict:
     from models.checkpoint import read_checkpoint
     from models.official import is_official, read_official
 
+    if not Path(path).is_file():
+        raise UserFileNotFoundError(f"weights not found: {path}")
     return read_official(path) if is_official(path) else read_checkpoint(path)
 
 
@@ -52,7 +56,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool 
     or a Darknet .weights file with its `cfg`."""
     if Path(path).suffix == ".weights" or cfg is not None:
         if cfg is None:
-            raise ValueError(f"{path}: a Darknet .weights file needs its cfg (load_model(path, cfg='yolov4.cfg'))")
+            raise UserValueError(f"{path}: a Darknet .weights file needs its cfg (load_model(path, cfg='yolov4.cfg'))")
         from models.darknet_cfg import model_from_cfg
         from utils.darknet_weights import load_weights
 

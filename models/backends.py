@@ -15,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from utils.cli import UserFileNotFoundError, UserValueError
+
 TORCHSCRIPT_META = "config.json"
 PT_SUFFIXES = (".pt", ".pth")
 EXPORT_SUFFIXES = (".torchscript", ".onnx")
@@ -36,7 +38,7 @@ class Backend:
 
     def __call__(self, im: torch.Tensor, augment: bool = False):
         if augment and self.kind != "pt":
-            raise ValueError(f"--augment (test-time augmentation) needs a PyTorch model, not a {self.kind} export")
+            raise UserValueError(f"--augment (test-time augmentation) needs a PyTorch model, not a {self.kind} export")
         return self.forward(im, augment) if self.kind == "pt" else self.forward(im)
 
     @property
@@ -92,7 +94,7 @@ def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
     extra = {TORCHSCRIPT_META: ""}
     module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     if not extra[TORCHSCRIPT_META]:
-        raise ValueError(f"{path}: no '{TORCHSCRIPT_META}' metadata (not exported by export.py)")
+        raise UserValueError(f"{path}: no '{TORCHSCRIPT_META}' metadata (not exported by export.py)")
     meta = json.loads(extra[TORCHSCRIPT_META])
     module = module.half() if half else module.float()
     module.eval()
@@ -113,7 +115,7 @@ def _from_onnx(path: Path, device: torch.device) -> Backend:
     session = ort.InferenceSession(str(path), providers=providers)
     raw_meta = session.get_modelmeta().custom_metadata_map
     if "names" not in raw_meta:
-        raise ValueError(f"{path}: no 'names' in the ONNX metadata (not exported by export.py)")
+        raise UserValueError(f"{path}: no 'names' in the ONNX metadata (not exported by export.py)")
     meta = {k: json.loads(v) for k, v in raw_meta.items()}
     inp = session.get_inputs()[0]
     fp16 = "float16" in inp.type
@@ -134,7 +136,7 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
     """
     path, device = Path(path), torch.device(device)
     if not path.is_file():
-        raise FileNotFoundError(f"weights not found: {path}")
+        raise UserFileNotFoundError(f"weights not found: {path}")
     suffix = path.suffix.lower()
     if suffix in PT_SUFFIXES:
         return _from_pytorch(path, device, fuse, half, channels_last)
@@ -142,5 +144,5 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
         return _from_torchscript(path, device, half)
     if suffix == ".onnx":
         return _from_onnx(path, device)
-    raise ValueError(f"{path}: unsupported weights format '{suffix}' (expected one of "
+    raise UserValueError(f"{path}: unsupported weights format '{suffix}' (expected one of "
                      f"{', '.join(PT_SUFFIXES + EXPORT_SUFFIXES)}; Darknet .weights go through detect.py --cfg)")

@@ -21,10 +21,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from utils.cli import UserFileNotFoundError, UserValueError
+
 FORMAT = "yolo-yaml/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserValueError):
     """A file that is not a loadable checkpoint; the message names the file and the reason."""
 
 
@@ -79,7 +81,7 @@ def read_checkpoint(path: str | Path) -> dict:
     """Load and validate one of our checkpoints (weights_only: no code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise UserFileNotFoundError(f"checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint (keys: {list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__})")

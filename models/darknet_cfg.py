@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from models.darknet_layers import ACTIVATIONS
+from utils.cli import UserFileNotFoundError, UserValueError
 
 SECTION_ALIASES = {"net": "net", "network": "net", "convolutional": "convolutional", "conv": "convolutional",
                    "maxpool": "maxpool", "max": "maxpool", "route": "route", "shortcut": "shortcut",
@@ -56,7 +57,7 @@ NET_WRITTEN = {"width", "height", "channels"}
 YOLO_WRITTEN = {"mask", "anchors", "classes", "num", "scale_x_y", "new_coords"}
 
 
-class DarknetCfgError(ValueError):
+class DarknetCfgError(UserValueError):
     """A cfg this converter cannot turn into a model; the message names the file and line."""
 
 
@@ -74,7 +75,7 @@ def read_cfg(path: str | Path) -> list[Section]:
     """Parse a cfg into sections (Darknet's rules: whitespace removed, '#' / ';' comments, key=value)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Darknet cfg not found: {path}")
+        raise UserFileNotFoundError(f"Darknet cfg not found: {path}")
     sections: list[Section] = []
     for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = "".join(raw.split())

@@ -22,6 +22,7 @@ import models.convnext  # noqa: F401
 import models.darknet_layers  # noqa: F401
 import models.detect  # noqa: F401
 from models.registry import MODULES, Row
+from utils.cli import UserValueError
 
 LOGGER = logging.getLogger("yolo")
 
@@ -30,7 +31,7 @@ ACTIVATIONS = {name: getattr(nn, name) for name in (
     "Identity", "PReLU", "Hardtanh", "Softplus")}
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserValueError):
     """A model YAML that cannot be built; the message names the file, the row and what is wrong."""
 
 

@@ -31,6 +31,8 @@ from typing import Any, Callable, Union
 
 import torch.nn as nn
 
+from utils.cli import UserKeyError
+
 
 def make_divisible(x: float, divisor: int = 8) -> int:
     """Smallest multiple of divisor >= x (YOLOv5 rounds scaled channel counts up to multiples of 8)."""
@@ -123,7 +125,7 @@ class Registry:
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise KeyError(f"unknown {self.kind} '{name}'{hint} (register it with @register)")
+            raise UserKeyError(f"unknown {self.kind} '{name}'{hint} (register it with @register)")
         return self._entries[name]
 
     def names(self) -> list[str]:

@@ -24,6 +24,7 @@ from models.common import Conv, make_act  # noqa: E402
 from models.detect import Detect  # noqa: E402
 from models.parse import ModelConfigError, parse_activation, parse_model  # noqa: E402
 from models.rows import row_input  # noqa: E402
+from utils.cli import UserFileNotFoundError  # noqa: E402
 from utils.torch_utils import initialize_weights, model_info  # noqa: E402
 
 __all__ = ["Model", "Detect", "parse_model", "load_model_yaml", "ModelConfigError"]
@@ -38,7 +39,7 @@ def resolve_cfg(cfg: str | Path) -> Path:
     for candidate in (p, MODELS_DIR / p.name, MODELS_DIR / f"{p.name}.yaml"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"model YAML not found: {cfg} (looked in the working directory and {MODELS_DIR})")
+    raise UserFileNotFoundError(f"model YAML not found: {cfg} (looked in the working directory and {MODELS_DIR})")
 
 
 def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
@@ -202,4 +203,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run_main
+
+    run_main(main)

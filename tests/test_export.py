@@ -1,7 +1,9 @@
 """export.py: TorchScript and ONNX files that run like the PyTorch model, and that detect/val accept."""
 from __future__ import annotations
 
+import itertools
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 import detect
 import export
 import val
-from models.backends import load_backend
+from models.backends import export_metadata, load_backend
 from tests.shared_data import shared_path
 from tests.test_val import make_small_dataset
 
@@ -72,3 +74,68 @@ def test_export_errors(tmp_path):
         export.run(w, include=("onnx",), imgsz=(300,))
     with pytest.raises(ValueError, match="unknown format"):
         export.run(w, include=("tflite",))
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory):
+    """yolov5n.pt in a folder of its own, made read-only (for root, writes still succeed: tests compare listings)."""
+    folder = tmp_path_factory.mktemp("ro")
+    w = folder / "yolov5n.pt"
+    shutil.copy(shared_path("weights", "yolov5n.pt"), w)
+    folder.chmod(0o555)
+    yield w
+    folder.chmod(0o755)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", list(itertools.permutations(export.FORMATS)))
+def test_every_format_order_exports_and_verifies(small_weights, tmp_path, order):
+    """Each format, whatever ran before it, is traced from the eval model (export.run verifies against PyTorch)."""
+    before = sorted(p.name for p in small_weights.parent.iterdir())
+    files = export.run(small_weights, include=order, imgsz=(64,), project=tmp_path, name="exp")
+    assert list(files) == list(order) and all(p.parent == tmp_path / "exp" for p in files.values())
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    outs = [load_backend(files[fmt])(x) for fmt in order]
+    assert all(o.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 85) for o in outs)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-3, rtol=1e-4)
+    assert sorted(p.name for p in small_weights.parent.iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted(f"yolov5n.{fmt}" for fmt in order)
+
+
+@pytest.mark.slow
+def test_export_leaves_the_model_as_it_found_it(small_weights, tmp_path):
+    """A model in training mode (one block in eval) with Detect.export off: each export sees the eval model and
+    leaves every module's flag as it was, in any sequence of formats."""
+    from models import load_model
+
+    model = load_model(small_weights)  # unfused: BatchNorm in training mode would change the output
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected = model(x)[0]
+    model.train()
+    model.model[2].eval()
+    flags = [m.training for m in model.modules()]
+    meta = export_metadata(model.names, 32, (64, 64), 1, False)
+    im = torch.zeros(1, 3, 64, 64)
+    for i, fmt in enumerate(("onnx", "torchscript", "onnx")):
+        path = export.export_format(fmt, model, im, tmp_path / f"m{i}.{fmt}", meta)
+        assert [m.training for m in model.modules()] == flags and not model.detect.export
+        torch.testing.assert_close(load_backend(path)(x), expected, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_output_location_flags(small_weights, tmp_path, monkeypatch):
+    """--project/--name (incremented unless --exist-ok) instead of the weights' folder, which is left untouched."""
+    before = sorted(p.name for p in small_weights.parent.iterdir())
+    args = ["--weights", str(small_weights), "--include", "onnx", "--imgsz", "64", "--project", str(tmp_path / "out")]
+    first = export.main([*args, "--name", "run"])["onnx"]
+    second = export.main([*args, "--name", "run"])["onnx"]
+    third = export.main([*args, "--name", "run", "--exist-ok"])["onnx"]
+    assert first == tmp_path / "out" / "run" / "yolov5n.onnx" and second == tmp_path / "out" / "run2" / "yolov5n.onnx"
+    assert third == first and load_backend(third).imgsz == (64, 64)
+    assert export.output_dir(small_weights, None, None, False) == small_weights.parent  # YOLOv5's default
+    monkeypatch.chdir(tmp_path)
+    default_project = export.output_dir(small_weights, None, "x", False)
+    assert default_project == Path("runs/export/x") and default_project.is_dir()
+    assert sorted(p.name for p in small_weights.parent.iterdir()) == before
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".tmp" in p.name]  # no staged file left behind

@@ -57,4 +57,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run_main
+
+    run_main(main)

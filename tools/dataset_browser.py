@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.cli import UserValueError  # noqa: E402
 from utils.data_yaml import load_data_yaml  # noqa: E402
 from utils.dataloaders import LoadImagesAndLabels  # noqa: E402
 from utils.plot_labels import plot_images  # noqa: E402
@@ -29,7 +30,7 @@ def main() -> None:
     ds = LoadImagesAndLabels(cfg[a.split], img_size=a.imgsz, nc=cfg.nc)
     items = [ds[i] for i in range(a.start, min(a.start + a.n, len(ds)))]
     if not items:
-        raise SystemExit(f"--start {a.start} is past the end ({len(ds)} images)")
+        raise UserValueError(f"--start {a.start} is past the end ({len(ds)} images)")
     imgs, targets, paths, _ = LoadImagesAndLabels.collate_fn(items)
     out = Path(a.out) / f"{Path(a.data).stem}_{a.split}_{a.start}.jpg"
     plot_images(imgs, targets, paths, out, cfg.names, max_subplots=a.n)
@@ -37,4 +38,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run_main
+
+    run_main(main)

@@ -280,4 +280,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-    sys.exit(main())
+    from utils.cli import run_main
+
+    run_main(main)

@@ -15,9 +15,10 @@ import torch
 import torch.nn as nn
 
 from models.darknet_layers import DarknetConv
+from utils.cli import UserFileNotFoundError, UserValueError
 
 
-class DarknetWeightsError(ValueError):
+class DarknetWeightsError(UserValueError):
     """A .weights file that does not fit its model; the message names the file, layer and counts."""
 
 
@@ -90,7 +91,7 @@ def load_weights(model: nn.Module, path: str | Path) -> LoadReport:
     """Fill a model built from the cfg with a .weights file, in place; the file must be consumed exactly."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Darknet weights not found: {path}")
+        raise UserFileNotFoundError(f"Darknet weights not found: {path}")
     data = path.read_bytes()
     header = Header.from_bytes(data, str(path))
     body = data[header.nbytes:]

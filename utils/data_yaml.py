@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
+
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 SPLITS = ("train", "val", "test")
 
@@ -36,10 +38,10 @@ class DataConfig:
     def sources(self, split: str) -> list[str]:
         """The image sources of `split`, as the loaders take them; an error naming the YAML when it has none."""
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+            raise UserValueError(f"unknown split {split!r}: expected one of {SPLITS}")
         found = getattr(self, split)
         if not found:
-            raise ValueError(f"{self.yaml_file}: no `{split}:` split")
+            raise UserValueError(f"{self.yaml_file}: no `{split}:` split")
         return [str(p) for p in found]
 
 
@@ -54,15 +56,15 @@ def _parse_names(raw: dict, yaml_file: Path) -> list[str]:
     if names is None:
         if "nc" in raw:
             return [f"class{i}" for i in range(int(raw["nc"]))]
-        raise KeyError(f"{yaml_file}: key 'names' is missing")
+        raise UserKeyError(f"{yaml_file}: key 'names' is missing")
     if isinstance(names, dict):
         keys = sorted(names)
         if keys != list(range(len(keys))):
-            raise ValueError(f"{yaml_file}: key 'names' must map ids 0..n-1, got ids {keys}")
+            raise UserValueError(f"{yaml_file}: key 'names' must map ids 0..n-1, got ids {keys}")
         return [str(names[k]) for k in keys]
     if isinstance(names, list):
         return [str(n) for n in names]
-    raise TypeError(f"{yaml_file}: key 'names' must be a list or a dict, got {type(names).__name__}")
+    raise UserTypeError(f"{yaml_file}: key 'names' must be a list or a dict, got {type(names).__name__}")
 
 
 def _resolve_split(raw: dict, key: str, root: Path, yaml_file: Path, must_exist: bool) -> list[Path] | None:
@@ -75,7 +77,7 @@ def _resolve_split(raw: dict, key: str, root: Path, yaml_file: Path, must_exist:
         p = Path(str(item))
         p = p if p.is_absolute() else root / p
         if must_exist and not p.exists():
-            raise FileNotFoundError(f"{yaml_file}: key '{key}': path not found: {p}")
+            raise UserFileNotFoundError(f"{yaml_file}: key '{key}': path not found: {p}")
         out.append(p)
     return out
 
@@ -84,14 +86,14 @@ def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
     """Parse a data YAML; with `check`, the train/val paths must exist (error names key and path)."""
     yaml_file = Path(path).resolve()
     if not yaml_file.is_file():
-        raise FileNotFoundError(f"data YAML not found: {yaml_file}")
+        raise UserFileNotFoundError(f"data YAML not found: {yaml_file}")
     with open(yaml_file, encoding="utf-8") as f:
         try:
             raw = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{yaml_file}: invalid YAML ({e})") from e
+            raise UserValueError(f"{yaml_file}: invalid YAML ({e})") from e
     if not isinstance(raw, dict):
-        raise ValueError(f"{yaml_file}: expected a mapping at the top level")
+        raise UserValueError(f"{yaml_file}: expected a mapping at the top level")
     root = Path(str(raw.get("path") or "."))
     root = (root if root.is_absolute() else yaml_file.parent / root).resolve()
     if raw.get("generate") == "shapes":
@@ -100,10 +102,10 @@ def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
     names = _parse_names(raw, yaml_file)
     nc = int(raw.get("nc", len(names)))
     if nc != len(names):
-        raise ValueError(f"{yaml_file}: key 'nc' is {nc} but 'names' has {len(names)} entries")
+        raise UserValueError(f"{yaml_file}: key 'nc' is {nc} but 'names' has {len(names)} entries")
     for key in ("train", "val"):
         if check and raw.get(key) is None:
-            raise KeyError(f"{yaml_file}: key '{key}' is missing")
+            raise UserKeyError(f"{yaml_file}: key '{key}' is missing")
     splits = {k: _resolve_split(raw, k, root, yaml_file, check and k != "test") for k in SPLITS}
     return DataConfig(path=root, names=names, nc=nc, yaml_file=yaml_file, raw=raw, **splits)
 
@@ -122,8 +124,8 @@ def list_image_files(sources: str | Path | list) -> list[str]:
         elif p.is_file():
             files.append(str(p))
         else:
-            raise FileNotFoundError(f"image source does not exist: {p}")
+            raise UserFileNotFoundError(f"image source does not exist: {p}")
     files = sorted(f for f in files if f.rsplit(".", 1)[-1].lower() in IMG_FORMATS)
     if not files:
-        raise FileNotFoundError(f"no images found in {sources} (formats: {', '.join(IMG_FORMATS)})")
+        raise UserFileNotFoundError(f"no images found in {sources} (formats: {', '.join(IMG_FORMATS)})")
     return files

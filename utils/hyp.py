@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
+
 HYP_KEYS = (
     "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
     "box", "cls", "cls_pw", "obj", "obj_pw", "iou_t", "anchor_t", "fl_gamma",
@@ -17,17 +19,17 @@ OPTIONAL_KEYS = ("anchors", "label_smoothing")  # tolerated: some YOLOv5 hyp fil
 def validate_hyp(hyp: dict, source: str = "<hyp>") -> dict[str, float]:
     """Check that `hyp` has exactly the YOLOv5 keys with numeric values; return a float dict."""
     if not isinstance(hyp, dict):
-        raise ValueError(f"{source}: expected a mapping of hyperparameters, got {type(hyp).__name__}")
+        raise UserValueError(f"{source}: expected a mapping of hyperparameters, got {type(hyp).__name__}")
     unknown = sorted(set(hyp) - set(HYP_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        raise KeyError(f"{source}: unknown hyperparameter key(s) {unknown}")
+        raise UserKeyError(f"{source}: unknown hyperparameter key(s) {unknown}")
     missing = [k for k in HYP_KEYS if k not in hyp]
     if missing:
-        raise KeyError(f"{source}: missing hyperparameter key(s) {missing}")
+        raise UserKeyError(f"{source}: missing hyperparameter key(s) {missing}")
     out = {}
     for k, v in hyp.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"{source}: key '{k}' must be a number, got {v!r}")
+            raise UserTypeError(f"{source}: key '{k}' must be a number, got {v!r}")
         out[k] = float(v)
     return out
 
@@ -36,10 +38,10 @@ def load_hyp(path: str | Path) -> dict[str, float]:
     """Read and validate a hyp YAML (e.g. data/hyps/hyp.scratch-low.yaml)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"hyperparameter file not found: {path}")
+        raise UserFileNotFoundError(f"hyperparameter file not found: {path}")
     with open(path, encoding="utf-8") as f:
         try:
             hyp = yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: invalid YAML ({e})") from e
+            raise UserValueError(f"{path}: invalid YAML ({e})") from e
     return validate_hyp(hyp, str(path))

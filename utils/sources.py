@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.cli import UserFileNotFoundError, UserValueError
 from utils.data_yaml import IMG_FORMATS
 
 VID_FORMATS = ("asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv")
@@ -48,7 +49,7 @@ def source_kind(source: str) -> str:
     if p.is_dir():
         return "folder"
     if not p.exists():
-        raise FileNotFoundError(f"--source {s}: no such file, folder, glob, webcam index or stream URL")
+        raise UserFileNotFoundError(f"--source {s}: no such file, folder, glob, webcam index or stream URL")
     suffix = p.suffix[1:].lower()
     if suffix == "txt":
         return "list"
@@ -56,7 +57,7 @@ def source_kind(source: str) -> str:
         return "video"
     if suffix in IMG_FORMATS:
         return "image"
-    raise ValueError(f"--source {s}: unsupported file type '.{suffix}' (images: {', '.join(IMG_FORMATS)}; "
+    raise UserValueError(f"--source {s}: unsupported file type '.{suffix}' (images: {', '.join(IMG_FORMATS)}; "
                      f"videos: {', '.join(VID_FORMATS)}; or a .txt list of paths)")
 
 
@@ -72,12 +73,12 @@ def media_files(source: str, kind: str) -> list[str]:
         files = [ln if Path(ln).is_absolute() else str(base / ln) for ln in lines]
         missing = [f for f in files if not Path(f).is_file()]
         if missing:
-            raise FileNotFoundError(f"{source}: listed files not found: {missing[:5]}")
+            raise UserFileNotFoundError(f"{source}: listed files not found: {missing[:5]}")
     else:
         files = [source]
     files = [f for f in files if Path(f).suffix[1:].lower() in IMG_FORMATS + VID_FORMATS]
     if not files:
-        raise FileNotFoundError(f"--source {source}: no images or videos found "
+        raise UserFileNotFoundError(f"--source {source}: no images or videos found "
                                 f"(images: {', '.join(IMG_FORMATS)}; videos: {', '.join(VID_FORMATS)})")
     return files
 
@@ -170,7 +171,7 @@ def iter_stream(source: str, vid_stride: int = 1) -> Iterator[Frame]:
 def iter_source(source: str, vid_stride: int = 1) -> tuple[Iterator[Frame], str]:
     """(frames, kind) for any detect.py --source."""
     if vid_stride < 1:
-        raise ValueError(f"--vid-stride must be >= 1, got {vid_stride}")
+        raise UserValueError(f"--vid-stride must be >= 1, got {vid_stride}")
     kind = source_kind(str(source))
     if kind in ("webcam", "stream"):
         return iter_stream(str(source), vid_stride), kind

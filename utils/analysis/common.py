@@ -9,17 +9,19 @@ import cv2
 import numpy as np
 import torch
 
+from utils.cli import UserFileNotFoundError, UserValueError
+
 LOGGER = logging.getLogger("yolo.analysis")
 
 
 def analysis_model(cfg: str | None = None, weights: str | None = None, nc: int | None = None, seed: int = 0):
     """A Model in eval mode: from a checkpoint (`weights`) or freshly initialised (seeded) from a YAML (`cfg`)."""
     if bool(cfg) == bool(weights):
-        raise ValueError("give exactly one of --cfg (a model YAML) or --weights (a checkpoint)")
+        raise UserValueError("give exactly one of --cfg (a model YAML) or --weights (a checkpoint)")
     if weights:
         from models import load_model
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"--weights {weights}: no such file")
+            raise UserFileNotFoundError(f"--weights {weights}: no such file")
         return load_model(weights)
     from models.yolo import Model
     torch.manual_seed(seed)
@@ -53,7 +55,7 @@ def load_image_tensor(path: str | Path, imgsz: int, stride: int = 32) -> tuple[t
 
     im0 = cv2.imread(str(path))
     if im0 is None:
-        raise FileNotFoundError(f"{path}: not an image file OpenCV can read")
+        raise UserFileNotFoundError(f"{path}: not an image file OpenCV can read")
     im = letterbox(im0, imgsz, auto=False, stride=stride)[0]
     x = torch.from_numpy(np.ascontiguousarray(im[..., ::-1].transpose(2, 0, 1))).float()[None] / 255
     return x, im

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from utils.cli import UserKeyError, UserValueError
+
 
 @dataclass
 class TrainOptions:
@@ -59,7 +61,7 @@ class TrainOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise KeyError(f"{source}: unknown training option(s) {unknown}")
+            raise UserKeyError(f"{source}: unknown training option(s) {unknown}")
         return cls(**d)
 
     def validate(self) -> "TrainOptions":
@@ -82,5 +84,5 @@ class TrainOptions:
         ]
         for name, ok, why in checks:
             if not ok:
-                raise ValueError(f"option --{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+                raise UserValueError(f"option --{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
         return self

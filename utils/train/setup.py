@@ -13,6 +13,7 @@ import yaml
 from torch import nn
 
 from models.convnext_weights import load_convnext_backbone
+from utils.cli import UserFileNotFoundError, UserValueError
 from utils.freeze import freeze_layers, parse_freeze_arg
 from utils.train.ddp import DistInfo
 from utils.train.options import TrainOptions
@@ -35,7 +36,7 @@ def find_last_checkpoint(search_dir: str | Path) -> Path:
     """The most recently written last.pt under `search_dir` (for a bare --resume)."""
     found = sorted(Path(search_dir).rglob("last.pt"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"--resume: no last.pt found under {search_dir}; give the path: --resume PATH")
+        raise UserFileNotFoundError(f"--resume: no last.pt found under {search_dir}; give the path: --resume PATH")
     return found[-1]
 
 
@@ -44,7 +45,7 @@ def resume_path(opts: TrainOptions) -> Path:
     if isinstance(opts.resume, str) and opts.resume not in ("", "True"):
         p = Path(opts.resume)
         if not p.is_file():
-            raise FileNotFoundError(f"--resume: checkpoint not found: {p}")
+            raise UserFileNotFoundError(f"--resume: checkpoint not found: {p}")
         return p
     return find_last_checkpoint(opts.project)
 
@@ -71,7 +72,7 @@ def build_model(opts: TrainOptions, nc: int, hyp: dict, device: torch.device) ->
     from models.yolo import Model
 
     if not opts.cfg and not opts.weights:
-        raise ValueError("give --cfg (a model YAML) and/or --weights (a checkpoint)")
+        raise UserValueError("give --cfg (a model YAML) and/or --weights (a checkpoint)")
     anchors = round(hyp["anchors"]) if hyp.get("anchors") else None  # anchors per level (evolved as a float)
     if not opts.weights:
         return Model(opts.cfg, ch=3, nc=nc, anchors=anchors).to(device)
@@ -121,7 +122,7 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
     labels = [lb for lb in dataset.labels if len(lb)]
     mlc = int(max(lb[:, 0].max() for lb in labels)) if labels else -1
     if mlc >= nc:
-        raise ValueError(f"label class {mlc} exceeds nc={nc} in {opts.data}; classes must be 0..{nc - 1}")
+        raise UserValueError(f"label class {mlc} exceeds nc={nc} in {opts.data}; classes must be 0..{nc - 1}")
     val_loader = None
     if info.main:
         val_loader = create_dataloader(
