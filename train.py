@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils.cli import UserValueError
 from utils.train.ddp import DistInfo
 from utils.train.options import TrainOptions
 
@@ -314,7 +315,7 @@ def train(opts: TrainOptions, hyp: dict | None = None) -> TrainResult:
         torch.set_num_threads(opts.threads)
     info = dist_info()
     if info.enabled and opts.batch_size % info.world_size:
-        raise ValueError(f"--batch-size {opts.batch_size} must be a multiple of WORLD_SIZE {info.world_size}")
+        raise UserValueError(f"--batch-size {opts.batch_size} must be a multiple of WORLD_SIZE {info.world_size}")
     device = ddp_device(info, select_device(opts.device))
     own_group = info.enabled and not dist.is_initialized()  # an evolution keeps one group for all generations
     init_process_group(info, device)

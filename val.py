@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.cli import UserFileNotFoundError, UserValueError
 from utils.evaluator import EvalResult, Evaluator
 from utils.nms import non_max_suppression
 from utils.paths import increment_path
@@ -95,7 +96,7 @@ def find_coco_json(data) -> Path | None:
         p = Path(raw["coco_json"])
         p = p if p.is_absolute() else root / p
         if not p.is_file():
-            raise FileNotFoundError(f"data YAML key 'coco_json': file not found: {p}")
+            raise UserFileNotFoundError(f"data YAML key 'coco_json': file not found: {p}")
         return p
     found = sorted((root / "annotations").glob("instances_*.json"))
     return found[0] if found else None
@@ -201,7 +202,7 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     val losses from the raw outputs. Otherwise `weights` is loaded (fused), and results go to project/name.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        raise UserValueError(f"task must be one of {TASKS}, got {task!r}")
     data = _data_config(data)
     training = model is not None
     backend, was_training = _backend_for(model, weights, device, half, batch_size)
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None):
         return study(opt)
     weights = _weights_list(opt.weights)
     if len(weights) > 1:
-        raise ValueError(f"--task {opt.task} validates one model, got {len(weights)} --weights (ensembles are not "
+        raise UserValueError(f"--task {opt.task} validates one model, got {len(weights)} --weights (ensembles are not "
                          "supported; --task speed and study loop over several)")
     return run(**_run_kwargs(opt) | {"weights": weights[0]})
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from utils.cli import UserValueError
 from utils.metrics import fitness
 from utils.train.loggers import read_results_csv
 
@@ -108,10 +109,10 @@ def read_evolve_csv(path: str | Path, hyp_keys: list[str] | None = None) -> tupl
     """(hyperparameter names, values (n, 7 + k)); checks the result columns and, if given, the hyp columns."""
     cols, rows = read_results_csv(path)
     if tuple(cols[:7]) != RESULT_KEYS:
-        raise ValueError(f"{path}: not an evolve.csv, the first columns must be {list(RESULT_KEYS)}, got {cols[:7]}")
+        raise UserValueError(f"{path}: not an evolve.csv, the first columns must be {list(RESULT_KEYS)}, got {cols[:7]}")
     keys = cols[7:]
     if hyp_keys is not None and keys != list(hyp_keys):
-        raise ValueError(f"{path}: hyperparameter columns {keys} differ from this run's {list(hyp_keys)} "
+        raise UserValueError(f"{path}: hyperparameter columns {keys} differ from this run's {list(hyp_keys)} "
                          "(another --hyp file or --noautoanchor setting?)")
     return keys, np.array(rows, dtype=float).reshape(len(rows), len(cols))
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from utils.cli import UserFileNotFoundError
 from utils.hyp import load_hyp
 from utils.paths import increment_path
 from utils.train.ddp import DistInfo, broadcast_object, cleanup, ddp_device, init_process_group
@@ -58,7 +59,7 @@ def evolve_dir_of(path: str | Path) -> Path:
     p = Path(path)
     d = p.parent if p.name == CSV_FILE or p.is_file() else p
     if not (d / OPT_FILE).is_file():
-        raise FileNotFoundError(f"--resume-evolve: {d} is not an evolution folder (no {OPT_FILE} in it)")
+        raise UserFileNotFoundError(f"--resume-evolve: {d} is not an evolution folder (no {OPT_FILE} in it)")
     return d
 
 
