@@ -74,7 +74,7 @@ def _resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
 def prepare(opts: TrainOptions, info: DistInfo, device: torch.device) -> _Run:
     """Options, run folder, data, model, optimizer, EMA, loaders, loss: everything before the first epoch."""
     from models.yolo import Model
-    from utils.data_yaml import load_data_yaml
+    from utils.downloads import ensure_dataset
     from utils.hyp import load_hyp
     from utils.torch_utils import init_seeds
     from utils.train.setup import (apply_freeze, build_model, main_process_first, make_save_dir, write_yaml)
@@ -91,7 +91,7 @@ def prepare(opts: TrainOptions, info: DistInfo, device: torch.device) -> _Run:
         write_yaml(save_dir / "opt.yaml", opts.to_dict())
     init_seeds(opts.seed + 1 + info.rank)
     with main_process_first(info):
-        data = load_data_yaml(opts.data)
+        data = ensure_dataset(opts.data)
     names = ["item"] if opts.single_cls and len(data.names) != 1 else list(data.names)
     nc = 1 if opts.single_cls else data.nc
     if state:
