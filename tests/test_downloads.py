@@ -199,7 +199,8 @@ def test_two_processes_download_once(tmp_path):
     with serve(www, delay=0.02) as srv:
         y = _yaml(tmp_path, [_entry(srv.url("tiny.zip"), arc)])
         code = (f"import logging, sys; sys.path.insert(0, {str(REPO)!r}); logging.basicConfig(level=logging.INFO); "
-                f"from utils.downloads import ensure_dataset; print(len(ensure_dataset({str(y)!r}, progress=False).train))")
+                f"from utils.downloads import ensure_dataset; "
+                f"print(len(ensure_dataset({str(y)!r}, progress=False).train))")
         procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]
         outs = [p.communicate(timeout=120) for p in procs]
@@ -278,3 +279,27 @@ def test_bad_spec_is_refused_naming_the_field(raw, match):
     with pytest.raises(DownloadSpecError, match=match) as e:
         parse_download(raw, "my.yaml")
     assert "my.yaml: download" in str(e.value)
+
+
+def test_a_bad_file_put_by_hand_is_refused_not_deleted(tmp_path):
+    arc = _zip(tmp_path / "tiny.zip", _members())
+    dest = tmp_path / "dl" / "tiny.zip"
+    dest.parent.mkdir()
+    dest.write_bytes(arc.read_bytes()[:-1] + b"X")
+    with pytest.raises(ChecksumError, match="replace or remove"):
+        fetch("http://127.0.0.1:9/tiny.zip", dest, _sha(arc), arc.stat().st_size, progress=False)
+    assert dest.exists()
+    dest.write_bytes(arc.read_bytes())
+    assert fetch("http://127.0.0.1:9/tiny.zip", dest, _sha(arc), arc.stat().st_size, progress=False) == dest
+
+
+def test_a_present_dataset_ignores_a_yolov5_download_script(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "ds/tiny/images" / split).mkdir(parents=True)
+    y = tmp_path / "tiny.yaml"
+    y.write_text(yaml.safe_dump({"path": "ds/tiny", "train": "images/train", "val": "images/val", "names": ["a"],
+                                 "download": "import os\nos.remove('x')\n"}))
+    assert ensure_dataset(y).names == ["a"]
+    (tmp_path / "ds/tiny/images/val").rmdir()
+    with pytest.raises(DownloadSpecError, match="never run"):
+        ensure_dataset(y)

@@ -98,8 +98,9 @@ def folder_yaml(folder: Path) -> tuple[dict, Path]:
     if names_file is None:
         raise FileNotFoundError(f"{folder}: a dataset folder needs a data.yaml, or a classes.txt (one name a line)")
     raw: dict = {"path": str(folder), "names": [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]}
-    for key, choices in (("train", ("images/train", "train/images")),
-                         ("val", ("images/val", "valid/images", "val/images")), ("test", ("images/test", "test/images"))):
+    layouts = (("train", ("images/train", "train/images")), ("val", ("images/val", "valid/images", "val/images")),
+               ("test", ("images/test", "test/images")))
+    for key, choices in layouts:
         found = next((c for c in choices if (folder / c).is_dir()), None)
         if found:
             raw[key] = found

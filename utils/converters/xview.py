@@ -6,7 +6,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.converters.common import LOGGER, autosplit, image_size, label_path, under, write_labels, xyxy_to_xywhn, yolo_row
+from utils.converters.common import (LOGGER, autosplit, image_size, label_path, under, write_labels, xyxy_to_xywhn,
+                                     yolo_row)
 
 # xView type ids 11..94 -> 0..59 (-1: not a detection class)
 XVIEW_CLASS2INDEX = (

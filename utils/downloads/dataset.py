@@ -20,9 +20,10 @@ def ensure_dataset(data: str | Path | DataConfig | dict, progress: bool = True) 
     if not isinstance(data, (str, Path)):
         return data
     cfg = load_data_yaml(data, check=False)
-    missing = missing_split_paths(cfg)
+    if not missing_split_paths(cfg):
+        return load_data_yaml(data)  # present: the download section is not even read (YOLOv5 scripts welcome)
     spec = parse_download(cfg.raw.get("download"), str(cfg.yaml_file))
-    if missing and spec is not None:
+    if spec is not None:
         splits = [p for key in ("train", "val") for p in (getattr(cfg, key) or [])]
         install(spec, cfg.path, cfg.names, splits, cfg.yaml_file, progress=progress)
     return load_data_yaml(data)

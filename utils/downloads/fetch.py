@@ -38,19 +38,23 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, sha256: str | None, size: int | None, url: str) -> None:
-    """Raise ChecksumError (and delete `path`) unless its size and sha256 are the expected ones."""
+def verify(path: Path, sha256: str | None, size: int | None, url: str, delete: bool = True) -> None:
+    """Raise ChecksumError (deleting `path` if `delete`) unless its size and sha256 are the expected ones."""
+    def refuse(what: str) -> None:
+        if delete:
+            path.unlink()
+        raise ChecksumError(f"{url}: {what}; " + (f"deleted {path}" if delete else f"replace or remove {path}"))
+
     actual = path.stat().st_size
     if size is not None and actual != size:
-        path.unlink()
-        raise ChecksumError(f"{url}: got {actual} bytes, expected {size}; deleted {path}")
+        refuse(f"got {actual} bytes, expected {size}")
     if sha256 is None:
-        LOGGER.warning(f"WARNING: {url}: no published sha256, integrity checked by size only ({actual} bytes)")
+        checked = "its size only" if size is not None else "the server's Content-Length only"
+        LOGGER.warning(f"WARNING: {url}: no published sha256; {actual} bytes, checked against {checked}")
         return
     digest = sha256_of(path)
     if digest != sha256:
-        path.unlink()
-        raise ChecksumError(f"{url}: sha256 {digest} does not match the expected {sha256}; deleted {path}")
+        refuse(f"sha256 {digest} does not match the expected {sha256}")
 
 
 def _total(resp, offset: int) -> int | None:
@@ -100,11 +104,13 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> int | N
     return total
 
 
-def fetch(url: str, dest: Path, sha256: str | None = None, size: int | None = None, retries: int = 5,
+def fetch(url: str, dest: Path, sha256: str | None = None, size: int | None = None, retries: int = 3,
           backoff: float = 1.0, timeout: float = 60.0, progress: bool = True) -> Path:
-    """Download `url` to `dest` (resuming `dest.part`), verify it, return `dest`; reuse a verified `dest`."""
+    """Download `url` to `dest` (resuming `dest.part`), verify it, return `dest`. A `dest` already there (an
+    earlier run's, or put there by hand) is verified and reused, never deleted."""
     dest = Path(dest)
     if dest.is_file():
+        verify(dest, sha256, size, url, delete=False)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -126,7 +132,8 @@ def fetch(url: str, dest: Path, sha256: str | None = None, size: int | None = No
             LOGGER.warning(f"WARNING: {url}: {last!r}; retry {attempt + 1}/{retries} in {wait:g}s (resuming)")
             time.sleep(wait)
     else:
-        raise DownloadError(f"{url}: failed after {retries + 1} attempts ({last!r}); {part} is kept for resuming")
+        kept = f"; {part} is kept for resuming" if part.exists() else ""
+        raise DownloadError(f"{url}: failed after {retries + 1} attempts ({last!r}){kept}")
     verify(part, sha256, size, url)
     os.replace(part, dest)
     return dest

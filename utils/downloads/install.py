@@ -112,7 +112,7 @@ def install(spec: DownloadSpec, root: Path, names: list[str], split_paths: list[
         if all(p.exists() for p in split_paths):
             LOGGER.info(f"{root.name}: found complete at {root} (installed by another process)")
             return
-        rel = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in split_paths]
+        rel = list(dict.fromkeys(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in split_paths))
         instructions = manual_instructions(spec, root, yaml_file, rel)
         LOGGER.info(f"Dataset not found at {root} (missing: {', '.join(rel)}); downloading {len(spec.files)} file(s)")
         archives = _fetch_all(spec, root, instructions, progress)
