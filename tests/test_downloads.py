@@ -190,6 +190,7 @@ def test_tar_inner_symlink_and_strip(tmp_path):
     assert (tmp_path / "out" / "sub" / "link").read_bytes() == b"A"
 
 
+@pytest.mark.slow
 def test_two_processes_download_once(tmp_path):
     www = tmp_path / "www"
     www.mkdir()
@@ -251,7 +252,8 @@ def test_failing_converter_leaves_no_dataset(tmp_path):
         y = _yaml(tmp_path, [_entry(srv.url("tiny.zip"), arc)], convert={"name": "voc", "args": {}})
         with pytest.raises(FileNotFoundError, match="devkit"):
             ensure_dataset(y, progress=False)
-    assert not (tmp_path / "ds" / "tiny").exists()
+    assert not (tmp_path / "ds" / "tiny").exists() and not (tmp_path / "ds" / ".tiny.partial").exists()
+    assert (downloads_dir(tmp_path / "ds" / "tiny") / "tiny.zip").is_file()  # kept: the next run reuses it
 
 
 def test_folder_laid_out_by_hand(tmp_path):
@@ -303,3 +305,18 @@ def test_a_present_dataset_ignores_a_yolov5_download_script(tmp_path):
     (tmp_path / "ds/tiny/images/val").rmdir()
     with pytest.raises(DownloadSpecError, match="never run"):
         ensure_dataset(y)
+
+
+def test_install_into_an_existing_root_merges(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    arc = _zip(www / "tiny.zip", _members())
+    root = tmp_path / "ds" / "tiny"
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")
+    (root / "labels" / "train" / "0.txt").write_text("stale\n")
+    with serve(www) as srv:
+        ensure_dataset(_yaml(tmp_path, [_entry(srv.url("tiny.zip"), arc)]), progress=False)
+    assert (root / "notes.txt").read_text() == "mine"
+    (root / "notes.txt").unlink()
+    _check_installed(root)  # the archive's files replace the stale ones

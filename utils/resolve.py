@@ -6,14 +6,15 @@ where the user stands is looked up in the project's folder for its kind (data/, 
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 ROOT = Path(__file__).resolve().parents[1]
-SEARCH_DIRS = {  # kind -> project folders searched, in order
+SEARCH_DIRS = MappingProxyType({  # kind -> project folders searched, in order
     "data": ("data",),
     "cfg": ("models",),
     "hyp": ("data/hyps", "data"),
-}
-KIND_NAMES = {"data": "data YAML", "cfg": "model YAML", "hyp": "hyperparameter file"}
+})
+KIND_NAMES = MappingProxyType({"data": "data YAML", "cfg": "model YAML", "hyp": "hyperparameter file"})
 
 
 def candidates(name: str | Path, kind: str) -> list[Path]:

@@ -104,6 +104,17 @@ def _place(staging: Path, root: Path, split_paths: list[Path]) -> None:
     staging.rmdir()
 
 
+def _build(spec: DownloadSpec, archives: list[Path], staging: Path, names: list[str]) -> None:
+    """Unpack, move and convert in the staging folder."""
+    for f, path in zip(spec.files, archives):
+        _unpack_one(f, path, staging)
+    for src, dst in spec.moves:
+        _move(staging, src, dst)
+    if spec.convert:
+        LOGGER.info(f"Converting labels ({spec.convert}) ...")
+        run_converter(spec.convert, staging, names, spec.convert_args)
+
+
 def install(spec: DownloadSpec, root: Path, names: list[str], split_paths: list[Path], yaml_file: Path,
             progress: bool = True) -> None:
     """Download and install the dataset at `root` unless `split_paths` all exist (checked again under the lock)."""
@@ -112,22 +123,25 @@ def install(spec: DownloadSpec, root: Path, names: list[str], split_paths: list[
         if all(p.exists() for p in split_paths):
             LOGGER.info(f"{root.name}: found complete at {root} (installed by another process)")
             return
-        rel = list(dict.fromkeys(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in split_paths))
+        def shown(p: Path) -> str:
+            return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+
+        rel = list(dict.fromkeys(map(shown, split_paths)))
+        missing = list(dict.fromkeys(shown(p) for p in split_paths if not p.exists()))
         instructions = manual_instructions(spec, root, yaml_file, rel)
-        LOGGER.info(f"Dataset not found at {root} (missing: {', '.join(rel)}); downloading {len(spec.files)} file(s)")
+        LOGGER.info(f"Dataset not found at {root} (missing: {', '.join(missing)}); "
+                    f"downloading {len(spec.files)} file(s)")
         archives = _fetch_all(spec, root, instructions, progress)
         staging = root.parent / f".{root.name}.partial"
         if staging.exists():
-            shutil.rmtree(staging)  # left by an interrupted run: start the unpacking again
+            shutil.rmtree(staging)  # left by a run killed mid-unpack: start the unpacking again
         staging.mkdir()
-        for f, path in zip(spec.files, archives):
-            _unpack_one(f, path, staging)
-        for src, dst in spec.moves:
-            _move(staging, src, dst)
-        if spec.convert:
-            LOGGER.info(f"Converting labels ({spec.convert}) ...")
-            run_converter(spec.convert, staging, names, spec.convert_args)
-        _place(staging, root, split_paths)
+        try:
+            _build(spec, archives, staging, names)
+            _place(staging, root, split_paths)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # never a half dataset; the downloads are kept
+            raise
         for path in archives:
             path.unlink(missing_ok=True)
         LOGGER.info(f"{root.name}: installed at {root}")

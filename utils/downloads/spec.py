@@ -30,8 +30,8 @@ from urllib.parse import unquote, urlparse
 
 ARCHIVES = ("zip", "tar", "tar.gz", "none")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_FILE_KEYS = {"url", "sha256", "size", "archive", "into", "strip", "manual", "name"}
-_TOP_KEYS = {"files", "moves", "convert", "note"}
+_FILE_KEYS = frozenset({"url", "sha256", "size", "archive", "into", "strip", "manual", "name"})
+_TOP_KEYS = frozenset({"files", "moves", "convert", "note"})
 
 
 class DownloadSpecError(ValueError):
