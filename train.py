@@ -80,6 +80,7 @@ def prepare(opts: TrainOptions, info: DistInfo, device: torch.device, hyp: dict 
     `hyp` (e.g. an evolution's mutation) replaces the --hyp file."""
     from models.yolo import Model
     from utils.data_yaml import load_data_yaml
+    from utils.downloads import ensure_dataset
     from utils.hyp import load_hyp, validate_hyp
     from utils.torch_utils import init_seeds
     from utils.train.setup import (apply_freeze, build_model, main_process_first, make_save_dir, write_yaml)
@@ -96,7 +97,7 @@ def prepare(opts: TrainOptions, info: DistInfo, device: torch.device, hyp: dict 
         write_yaml(save_dir / "opt.yaml", opts.to_dict())
     init_seeds(opts.seed + 1 + info.rank)
     with main_process_first(info):
-        data = load_data_yaml(opts.data)
+        data = ensure_dataset(opts.data)
     names = ["item"] if opts.single_cls and len(data.names) != 1 else list(data.names)
     nc = 1 if opts.single_cls else data.nc
     if state:

@@ -82,10 +82,11 @@ class Timer:
 
 
 def _data_config(data):
-    """DataConfig from a path, or the DataConfig / dict given (training passes its own)."""
-    from utils.data_yaml import load_data_yaml
+    """DataConfig from a path (the dataset downloaded when absent), or the DataConfig / dict given (training
+    passes its own)."""
+    from utils.downloads import ensure_dataset
 
-    return load_data_yaml(data) if isinstance(data, (str, Path)) else data
+    return ensure_dataset(data)
 
 
 def find_coco_json(data) -> Path | None:

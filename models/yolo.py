@@ -24,7 +24,7 @@ from models.common import Conv, make_act  # noqa: E402
 from models.detect import Detect  # noqa: E402
 from models.parse import ModelConfigError, parse_activation, parse_model  # noqa: E402
 from models.rows import row_input  # noqa: E402
-from utils.cli import UserFileNotFoundError  # noqa: E402
+from utils.resolve import resolve_file  # noqa: E402
 from utils.torch_utils import initialize_weights, model_info  # noqa: E402
 
 __all__ = ["Model", "Detect", "parse_model", "load_model_yaml", "ModelConfigError"]
@@ -35,11 +35,7 @@ MODELS_DIR = Path(__file__).resolve().parent
 
 def resolve_cfg(cfg: str | Path) -> Path:
     """A model YAML path as given, or its name looked up in models/ (e.g. 'yolov5s.yaml' or 'yolov5s')."""
-    p = Path(cfg)
-    for candidate in (p, MODELS_DIR / p.name, MODELS_DIR / f"{p.name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise UserFileNotFoundError(f"model YAML not found: {cfg} (looked in the working directory and {MODELS_DIR})")
+    return resolve_file(cfg, "cfg")
 
 
 def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:

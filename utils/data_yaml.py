@@ -2,8 +2,10 @@
 
 Keys: `path` (root; relative to the YAML's folder), `train`/`val`/`test` (a folder of images, a .txt
 list of image paths, or a list of either; relative to `path`), `names` (list or {id: name}), optional
-`nc`. A YAML with `generate: shapes` describes the embedded demo dataset, which is written on first
-use when its folder is absent (see utils/demo_data.py).
+`nc`, optional `download` (declarative, see utils/downloads/spec.py; `ensure_dataset` runs it). A YAML with
+`generate: shapes` describes the embedded demo dataset, which is written on first use when its folder is
+absent (see utils/demo_data.py). A bare name (`coco.yaml`) not found in the working directory is looked up
+in data/ (utils/resolve.py); a folder laid out by hand may stand for a YAML (see `folder_yaml`).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
+from utils.resolve import resolve_file
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 SPLITS = ("train", "val", "test")
@@ -77,16 +80,35 @@ def _resolve_split(raw: dict, key: str, root: Path, yaml_file: Path, must_exist:
         p = Path(str(item))
         p = p if p.is_absolute() else root / p
         if must_exist and not p.exists():
-            raise UserFileNotFoundError(f"{yaml_file}: key '{key}': path not found: {p}")
+            hint = (" (the YAML has a `download:` section: train.py and val.py install it, as does"
+                    " utils.downloads.ensure_dataset)" if raw.get("download") else "")
+            raise UserFileNotFoundError(f"{yaml_file}: key '{key}': path not found: {p}{hint}")
         out.append(p)
     return out
 
 
-def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
-    """Parse a data YAML; with `check`, the train/val paths must exist (error names key and path)."""
-    yaml_file = Path(path).resolve()
-    if not yaml_file.is_file():
-        raise UserFileNotFoundError(f"data YAML not found: {yaml_file}")
+def folder_yaml(folder: Path) -> tuple[dict, Path]:
+    """(raw YAML dict, file named in messages) of a dataset folder laid out by hand: its data.yaml (or its
+    only *.yaml), else images/{train,val} (or {train,valid,val}/images) with names from classes.txt."""
+    own = [folder / "data.yaml"] if (folder / "data.yaml").is_file() else sorted(folder.glob("*.yaml"))
+    if len(own) == 1:
+        return _read_yaml(own[0]), own[0]
+    if len(own) > 1:
+        raise UserValueError(f"{folder}: several YAML files {[p.name for p in own]}; pass one with --data")
+    names_file = next((folder / n for n in ("classes.txt", "names.txt") if (folder / n).is_file()), None)
+    if names_file is None:
+        raise UserFileNotFoundError(f"{folder}: a dataset folder needs a data.yaml, or a classes.txt (one name a line)")
+    raw: dict = {"path": str(folder), "names": [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]}
+    layouts = (("train", ("images/train", "train/images")), ("val", ("images/val", "valid/images", "val/images")),
+               ("test", ("images/test", "test/images")))
+    for key, choices in layouts:
+        found = next((c for c in choices if (folder / c).is_dir()), None)
+        if found:
+            raw[key] = found
+    return raw, names_file
+
+
+def _read_yaml(yaml_file: Path) -> dict:
     with open(yaml_file, encoding="utf-8") as f:
         try:
             raw = yaml.safe_load(f) or {}
@@ -94,6 +116,17 @@ def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
             raise UserValueError(f"{yaml_file}: invalid YAML ({e})") from e
     if not isinstance(raw, dict):
         raise UserValueError(f"{yaml_file}: expected a mapping at the top level")
+    return raw
+
+
+def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
+    """Parse a data YAML (a path, a name found in data/, or a dataset folder); with `check`, the train/val
+    paths must exist (error names key and path)."""
+    if Path(path).is_dir():
+        raw, yaml_file = folder_yaml(Path(path).resolve())
+    else:
+        yaml_file = resolve_file(path, "data").resolve()
+        raw = _read_yaml(yaml_file)
     root = Path(str(raw.get("path") or "."))
     root = (root if root.is_absolute() else yaml_file.parent / root).resolve()
     if raw.get("generate") == "shapes":

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
+from utils.resolve import resolve_file
 
 HYP_KEYS = (
     "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
@@ -35,10 +36,8 @@ def validate_hyp(hyp: dict, source: str = "<hyp>") -> dict[str, float]:
 
 
 def load_hyp(path: str | Path) -> dict[str, float]:
-    """Read and validate a hyp YAML (e.g. data/hyps/hyp.scratch-low.yaml)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserFileNotFoundError(f"hyperparameter file not found: {path}")
+    """Read and validate a hyp YAML: a path, or a name found in data/hyps/ (e.g. hyp.scratch-low.yaml)."""
+    path = resolve_file(path, "hyp")
     with open(path, encoding="utf-8") as f:
         try:
             hyp = yaml.safe_load(f)
