@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,8 +18,8 @@ import yaml
 
 from models.checkpoint import read_checkpoint
 from tests.demo_subset import demo_subset_yaml
+from tests.same_image_data import no_augment_hyp, same_image_yaml
 from train import parse_opt, train
-from utils.data_yaml import img2label_paths, load_data_yaml
 from utils.dataloaders import create_dataloader
 from utils.train import loop
 
@@ -73,22 +72,9 @@ def same_image_data(tmp_path_factory) -> tuple[Path, Path]:
     scratch-low's so the gradient norm stays under the clip at 10, which would otherwise normalise a wrong
     loss scale away."""
     tmp = tmp_path_factory.mktemp("ddp")
-    cfg = load_data_yaml(demo_subset_yaml(tmp, 1, 1))
-    src = Path((tmp / "train.txt").read_text().split()[0])
-    (tmp / "images").mkdir()
-    (tmp / "labels").mkdir()
-    for n in range(16):
-        shutil.copy(src, tmp / "images" / f"{n}{src.suffix}")
-        shutil.copy(img2label_paths([str(src)])[0], tmp / "labels" / f"{n}.txt")
-    data = tmp / "same.yaml"
-    data.write_text(yaml.safe_dump({"path": str(tmp), "train": "images", "val": "images", "names": cfg.names}))
     hyp = yaml.safe_load((ROOT / "data" / "hyps" / "hyp.scratch-low.yaml").read_text())
-    for k in ("hsv_h", "hsv_s", "hsv_v", "translate", "scale", "fliplr", "mosaic", "warmup_epochs"):
-        hyp[k] = 0.0
-    for k in ("box", "obj", "cls"):
-        hyp[k] /= 100
-    (tmp / "hyp.yaml").write_text(yaml.safe_dump(hyp))
-    return data, tmp / "hyp.yaml"
+    gains = {k: hyp[k] / 100 for k in ("box", "obj", "cls")}
+    return same_image_yaml(tmp, 16), no_augment_hyp(tmp, warmup_epochs=0.0, **gains)
 
 
 FAST = ["--cfg", "yolov5n.yaml", "--imgsz", "64", "--noautoanchor", "--noplots", "--epochs", "1", "--noval",
