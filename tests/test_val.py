@@ -79,6 +79,30 @@ def test_run_with_model_loss_and_outputs(tmp_path):
     assert list((tmp_path / "val").glob("confusion_matrix*.png"))
 
 
+class _SlowClock:
+    """time.time() for utils.nms that advances 100 s per call: every NMS call looks as if it ran past its limit."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def time(self) -> float:
+        self.t += 100.0
+        return self.t
+
+
+def test_figures_do_not_depend_on_cpu_speed(tmp_path, monkeypatch):
+    """val.py must not drop images whose NMS ran long (a busy CPU): the same figures with a clock that makes
+    every NMS call overrun NMS's default time limit (0.5 + 0.05 * batch size s)."""
+    import utils.nms
+
+    data, weights = make_small_dataset(tmp_path), shared_path("weights", "yolov5n.pt")
+    kw = dict(imgsz=320, batch_size=4, project=tmp_path / "runs", plots=False)
+    fast = val.run(data, weights, **kw)[0]
+    monkeypatch.setattr(utils.nms, "time", _SlowClock())
+    slow = val.run(data, weights, **kw)[0]
+    assert fast[2] > 0.3 and slow == fast
+
+
 def test_val_cli_single_cls_and_errors(tmp_path, caplog):
     data = make_small_dataset(tmp_path)
     weights = shared_path("weights", "yolov5n.pt")
