@@ -131,7 +131,8 @@ def test_torchrun_two_ranks_train_the_single_process_weights(same_image_data, si
     data, hyp = same_image_data
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "train.py"), "--data", str(data), "--hyp", str(hyp), *FAST, "--batch-size", "8",
-           "--accumulate", "2", "--seed", "0", "--workers", "0", "--device", "cpu", "--project", str(tmp_path), "--name", "ddp"]
+           "--accumulate", "2", "--seed", "0", "--workers", "0", "--device", "cpu", "--project", str(tmp_path),
+           "--name", "ddp"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
