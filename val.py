@@ -219,8 +219,9 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     json_ids, cat_ids = _json_writer(anno_json, names) if save_json else (None, None)
     ev = Evaluator(nc, names, single_cls, confusion=plots, txt_dir=save_dir / "labels" if save_txt else None,
                    save_conf=save_conf, json_ids=json_ids, cat_ids=cat_ids)
+    # no NMS time limit: on a busy CPU it left images without detections and changed the figures
     nms_kw = dict(conf_thres=conf_thres, iou_thres=iou_thres, multi_label=True, agnostic=single_cls,
-                  max_det=max_det)
+                  max_det=max_det, time_limit=math.inf)
     timers = tuple(Timer(backend.device) for _ in range(3))
     loss = torch.zeros(3, device=backend.device)
     shape = None

@@ -12,6 +12,7 @@ import detect
 import export
 import val
 from models.backends import export_metadata, load_backend
+from tests.detections import assert_same_detections
 from tests.shared_data import shared_path
 from tests.test_val import make_small_dataset
 
@@ -59,8 +60,8 @@ def test_detect_and_val_accept_exports(exported, tmp_path):
     _, ref = detect.run(w, image, imgsz=[320], auto=False, nosave=True, project=runs)
     for key in ("torchscript", "onnx"):
         _, res = detect.run(files[key], image, imgsz=[320], nosave=True, project=runs)
-        assert res[0][2].shape == ref[0][2].shape
-        torch.testing.assert_close(res[0][2], ref[0][2], atol=1.0, rtol=0)
+        # boxes are rounded to whole pixels (as YOLOv5 writes them): a float difference may flip one at .5
+        assert_same_detections(res[0][2], ref[0][2], box_px=1.0, what=key)
     data = make_small_dataset(tmp_path)
     pt = val.run(data, w, imgsz=320, batch_size=1, task="speed", project=runs, plots=False)[0]
     onnx = val.run(data, files["onnx"], imgsz=320, batch_size=1, task="speed", project=runs, plots=False)[0]

@@ -29,6 +29,29 @@ def test_ap_per_class_reproduces_val_run(name: str) -> None:
     assert ap.mean() == pytest.approx(overall["mAP50_95"], abs=1e-9)
 
 
+def test_per_class_table_reproduces_val_run() -> None:
+    """The per-class table of metrics_case.json (YOLOv5 v7.0's val.py rows) from the same AP inputs, through the
+    Evaluator that writes metrics.json: the same classes, names and instances, P, R, AP50, AP50-95 to 1e-6."""
+    import json
+
+    import yaml
+
+    from utils.evaluator import Evaluator
+
+    case = torch.load(shared_path("reference", "yolov5", "metrics_case.pt"), weights_only=True)
+    table = json.loads(shared_path("reference", "yolov5", "metrics_case.json").read_text())["per_class"]
+    names = yaml.safe_load(shared_path("datasets", "coco128", "coco128.yaml").read_text())["names"]
+    ev = Evaluator(nc=80, names=list(names.values()) if isinstance(names, dict) else names)
+    ev.stats = [tuple(case["ap_inputs"][k] for k in ("tp", "conf", "pred_cls", "target_cls"))]
+    ours = {row["class"]: row for row in ev.result().per_class}
+    assert sorted(ours) == [row["class"] for row in table] and len(table) == 71
+    for want in table:
+        got = ours[want["class"]]
+        assert (got["name"], got["instances"]) == (want["name"], want["instances"])
+        for key in ("P", "R", "AP50", "AP50_95"):
+            assert got[key] == pytest.approx(want[key], abs=1e-6), (want["name"], key)
+
+
 def test_process_batch_examples() -> None:
     case = torch.load(shared_path("reference", "yolov5", "metrics_case.pt"), weights_only=True)
     for ex in case["process_batch_examples"]:

@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -142,20 +143,113 @@ def test_multi_scale_and_bf16_on_cpu(data, tmp_path, monkeypatch):
     assert all(r[1] > 0 for r in rows)  # a real box loss was computed
 
 
-def test_single_cls_rect_cos_lr_adamw_label_smoothing(data, tmp_path, caplog):
+@pytest.fixture(scope="module")
+def wide_tall_data(tmp_path_factory) -> Path:
+    """16 demo images squeezed to 256x128 (8, aspect h/w 0.5) and 128x256 (8, aspect 2), labels unchanged
+    (normalised boxes survive an anisotropic resize), so --rect batches are not square."""
+    from utils.data_yaml import img2label_paths, load_data_yaml
+
+    tmp = tmp_path_factory.mktemp("widetall")
+    cfg = load_data_yaml(demo_subset_yaml(tmp, 16, 8))
+    (tmp / "images").mkdir()
+    (tmp / "labels").mkdir()
+    files = [ln for ln in (tmp / "train.txt").read_text().splitlines() if ln]
+    for n, (f, lb) in enumerate(zip(files, img2label_paths(files))):
+        wh = (256, 128) if n % 2 else (128, 256)
+        cv2.imwrite(str(tmp / "images" / f"{n}.png"), cv2.resize(cv2.imread(f), wh, interpolation=cv2.INTER_AREA))
+        shutil.copy(lb, tmp / "labels" / f"{n}.txt")
+    f = tmp / "widetall.yaml"
+    f.write_text(yaml.safe_dump({"path": str(tmp), "train": "images", "val": "images", "names": cfg.names}))
+    return f
+
+
+@pytest.fixture
+def no_warmup_hyp(tmp_path) -> Path:
+    """hyp.scratch-low without warmup: each epoch's logged lr is then lr0 * lf(epoch) exactly."""
+    text = (ROOT / "data" / "hyps" / "hyp.scratch-low.yaml").read_text()
+    assert "warmup_epochs: 3.0" in text
+    f = tmp_path / "hyp.nowarmup.yaml"
+    f.write_text(text.replace("warmup_epochs: 3.0", "warmup_epochs: 0.0"))
+    return f
+
+
+def _cosine(x: float, epochs: int, lrf: float) -> float:
+    """YOLOv5's one-cycle cosine multiplier, written out here (not imported) so the test is independent."""
+    return lrf + (1 - lrf) * (1 + math.cos(math.pi * x / epochs)) / 2
+
+
+def _linear(x: float, epochs: int, lrf: float) -> float:
+    return 1 - (1 - lrf) * x / epochs
+
+
+def _record_batches(monkeypatch) -> tuple[list, set]:
+    """Patch loop.forward_loss to record each batch's (h, w) and every target value the class BCE receives."""
+    forward_loss, shapes, cls_targets = loop.forward_loss, [], set()
+
+    def record(ctx, imgs, targets):
+        shapes.append(tuple(imgs.shape[2:]))
+        bce = ctx.compute_loss.bce_cls
+        if not getattr(bce, "recording", False):
+            def bce_record(pred, t):
+                cls_targets.update(round(v, 6) for v in t.unique().tolist())
+                return bce(pred, t)
+            bce_record.recording = True
+            ctx.compute_loss.bce_cls = bce_record
+        return forward_loss(ctx, imgs, targets)
+
+    monkeypatch.setattr(loop, "forward_loss", record)
+    return shapes, cls_targets
+
+
+def test_rect_cos_lr_adamw_label_smoothing_take_effect(wide_tall_data, no_warmup_hyp, tmp_path, caplog,
+                                                       monkeypatch):
+    """The effect of each flag, not its echo: --rect batch shapes, the --cos-lr LR curve in results.csv,
+    the --label-smoothing targets of the class BCE, AdamW param groups."""
+    shapes, cls_targets = _record_batches(monkeypatch)
+    epochs, lrf = 3, 0.01
     with caplog.at_level(logging.INFO, logger="yolo"):
-        res = _train(tmp_path, "combo", "--data", str(data), "--epochs", "2", "--workers", "0", "--single-cls",
-                     "--rect", "--cos-lr", "--optimizer", "AdamW", "--label-smoothing", "0.1")
-    assert "AdamW" in caplog.text
+        res = _train(tmp_path, "combo", "--data", str(wide_tall_data), "--hyp", str(no_warmup_hyp), "--epochs",
+                     str(epochs), "--workers", "0", "--noval", "--accumulate", "1", "--rect", "--cos-lr",
+                     "--optimizer", "AdamW", "--label-smoothing", "0.1")
+    assert "AdamW" in caplog.text and yaml.safe_load(no_warmup_hyp.read_text())["lrf"] == lrf
+    # --rect: aspect 0.5 images -> [0.5, 1] * 64 = 32x64 batches, aspect 2 -> 64x32 (h, w), never 64x64
+    assert sorted(set(shapes)) == [(32, 64), (64, 32)] and len(shapes) == 2 * epochs, shapes
+    # --label-smoothing 0.1: class targets 1 - 0.05 and 0.05 instead of 1 and 0
+    assert cls_targets == {0.05, 0.95}, cls_targets
+    # --cos-lr: lr0 * cosine(epoch), which differs from the linear schedule at every epoch after the first
+    cols, rows = read_results_csv(res.save_dir / "results.csv")
+    lr0 = yaml.safe_load(no_warmup_hyp.read_text())["lr0"]
+    for e, row in enumerate(rows):
+        for col in ("x/lr0", "x/lr1", "x/lr2"):
+            assert row[cols.index(col)] == pytest.approx(lr0 * _cosine(e, epochs, lrf), rel=1e-4), (e, col)
+        if e:
+            assert abs(_cosine(e, epochs, lrf) - _linear(e, epochs, lrf)) > 0.05
+    assert len(rows) == epochs and all(math.isfinite(x) for r in rows for x in r[1:])
+
+
+def test_defaults_linear_lr_square_batches_hard_targets(wide_tall_data, no_warmup_hyp, tmp_path, monkeypatch):
+    """The same run without the flags: linear LR, square 64x64 batches, class targets 0 and 1 (so the
+    effects above are the flags', not the data's)."""
+    shapes, cls_targets = _record_batches(monkeypatch)
+    res = _train(tmp_path, "plain", "--data", str(wide_tall_data), "--hyp", str(no_warmup_hyp), "--epochs", "2",
+                 "--workers", "0", "--noval", "--accumulate", "1")
+    assert set(shapes) == {(64, 64)} and cls_targets == {0.0, 1.0}
+    cols, rows = read_results_csv(res.save_dir / "results.csv")
+    lr0 = yaml.safe_load(no_warmup_hyp.read_text())["lr0"]
+    assert [r[cols.index("x/lr0")] for r in rows] == pytest.approx([lr0 * _linear(e, 2, 0.01) for e in range(2)],
+                                                                   rel=1e-4)
+
+
+def test_single_cls(data, tmp_path):
+    res = _train(tmp_path, "single", "--data", str(data), "--epochs", "1", "--workers", "0", "--single-cls")
     ckpt = read_checkpoint(res.last)
     assert ckpt["names"] == ["item"]
     model = load_model(res.last)
     assert model.detect.nc == 1 and model.yaml["nc"] == 1
     assert model(torch.zeros(1, 3, 64, 64))[0].shape[-1] == 6  # xywh, obj, one class
-    opt = ckpt["train_state"]["opt"]
-    assert opt["single_cls"] and opt["rect"] and opt["cos_lr"] and opt["label_smoothing"] == 0.1
-    _, rows = read_results_csv(res.save_dir / "results.csv")
-    assert len(rows) == 2 and all(math.isfinite(x) for r in rows for x in r[1:])
+    cols, rows = read_results_csv(res.save_dir / "results.csv")
+    assert len(rows) == 1 and all(math.isfinite(x) for r in rows for x in r[1:])
+    assert rows[0][cols.index("train/cls_loss")] == 0 and rows[0][cols.index("train/box_loss")] > 0  # objectness only
 
 
 def test_weights_transfer_all_and_freeze_backbone(mosaic_run, data, tmp_path, caplog):

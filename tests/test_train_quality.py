@@ -11,6 +11,8 @@ from utils.train.loggers import read_results_csv
 from utils.train.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
+START_MAP50 = 0.4600  # the official yolov5n on coco128 at 320, batch 32 (val.py, deterministic)
+FT_FLOOR = 0.32  # see test_finetune_official_yolov5n_keeps_map
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -48,12 +50,15 @@ def test_scratch_demo_dataset_reaches_high_map50(tmp_path, fast_hyp):
 
 @pytest.mark.slow
 def test_finetune_official_yolov5n_keeps_map(tmp_path):
-    """One epoch at 320 on coco128 from the official weights must not destroy them.
+    """One epoch at 320 on coco128 from the official weights keeps them working: mAP50 stays above FT_FLOOR.
 
-    Reference: the official train.py gives mAP50 0.341 after this epoch (perf.md). Measured here: the
-    pretrained model scores 0.453 with the same val settings (320, batch 32, rect) and 0.404 after the
-    epoch (AutoAnchor refits at 320 as in the official run, "Transferred 348/349 items"). A trainer that
-    breaks the transferred weights (wrong BN handling, lr, loss scale) drops to ~0.
+    One epoch at 320 does not improve a model trained at 640: our val.py gives the official weights START_MAP50
+    at 320 (batch 32, rect), and the official train.py ends this epoch at 0.341 (perf.md). Measured here
+    (AutoAnchor refits at 320 as in the official run, "Transferred 348/349 items"): 0.404 with --seed 0, 0.344
+    with --seed 1 (another machine's float rounding acts as another seed; the old bound, start - 0.1 = 0.36,
+    failed seed 1). FT_FLOOR = 0.32 is the lowest seed minus 0.025, just under the official 0.341: it catches a
+    trainer that damages the transferred weights (BatchNorm, loss scale, transfer), not a wrong learning rate —
+    the whole epoch is inside the 100-iteration warmup, and lr0 x 10 still ends at 0.393 (measured).
     """
     import val
 
@@ -65,5 +70,5 @@ def test_finetune_official_yolov5n_keeps_map(tmp_path):
                         batch_size=16, workers=2, noplots=True, project=str(tmp_path / "runs"), name="ft")
     res = train(opts)
     end = res.results[2]
-    assert start > 0.3, f"pretrained yolov5n mAP50 at 320 is {start:.3f}"
-    assert end > 0.3 and end > start - 0.1, f"mAP50 {start:.3f} -> {end:.3f} after one epoch"
+    assert start == pytest.approx(START_MAP50, abs=1e-4), f"pretrained yolov5n mAP50 at 320 is {start:.4f}"
+    assert end > FT_FLOOR, f"mAP50 {start:.3f} -> {end:.3f} after one epoch (floor {FT_FLOOR})"

@@ -1,4 +1,5 @@
-"""Short real training runs: accumulation step count, resume after SIGKILL, NaN stop, torchrun DDP."""
+"""Short real training runs: accumulation step count, resume after SIGKILL and resume equal to an uninterrupted
+run, NaN stop (DDP: test_train_ddp.py)."""
 from __future__ import annotations
 
 import os
@@ -17,8 +18,10 @@ import yaml
 from models import load_model
 from models.checkpoint import read_checkpoint
 from tests.demo_subset import demo_subset_yaml
+from tests.same_image_data import no_augment_hyp, same_image_yaml
 from train import train
 from utils.train.loggers import read_results_csv
+from utils.train import state as state_mod
 from utils.train.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,16 +115,89 @@ def test_nan_loss_stops_and_keeps_last(killed_run, tmp_path):
     assert read_checkpoint(last)["train_state"]["epoch"] == ckpt["train_state"]["epoch"]
 
 
-def test_torchrun_two_cpu_processes_identical_weights(tmp_path):
-    """2 ranks x 4 images, 2 batches per rank, --accumulate 2: the first backward runs under no_sync()."""
-    data = demo_subset_yaml(tmp_path, 16, 4)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "train.py"), "--data", str(data), *FAST, "--epochs", "1", "--batch-size", "8",
-           "--accumulate", "2", "--device", "cpu", "--project", str(tmp_path / "runs"), "--name", "ddp"]
-    p = _run(cmd, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    m = re.search(r"DDP: final weights (\w+) on 2 ranks: \['(\w+)', '(\w+)'\]", p.stderr)
-    assert m, p.stderr[-3000:]
-    assert m.group(1) == "identical" and m.group(2) == m.group(3)
-    state = read_checkpoint(tmp_path / "runs" / "ddp" / "weights" / "last.pt")["train_state"]
-    assert state["epoch"] == 0
+def _assert_same(a, b, where: str = "") -> None:
+    """Nested dicts/lists of tensors and numbers equal (tensors to 1e-6)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=lambda m: f"{where}: {m}")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """3 epochs straight through on identical images without augmentation (so a resumed run sees the same
+    batches whatever its sampler draws), 4 optimizer steps per epoch, warmup on, epoch<N>.pt every epoch."""
+    tmp = tmp_path_factory.mktemp("straight")
+    data, hyp = same_image_yaml(tmp, 16), no_augment_hyp(tmp)
+    opts = TrainOptions(data=str(data), hyp=str(hyp), cfg="yolov5n.yaml", imgsz=64, epochs=3, batch_size=4,
+                        accumulate=1, noval=True, noautoanchor=True, noplots=True, workers=0, save_period=1,
+                        project=str(tmp / "runs"), name="exp")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the resumed runs (one_thread): another thread count sums in another order
+    try:
+        res = train(opts)
+    finally:
+        torch.set_num_threads(n)
+    assert res.optimizer_steps == 12
+    return res.save_dir
+
+
+def _resume_from_epoch0(run: Path, tmp: Path) -> Path:
+    """A copy of the run as it stood after epoch 0, resumed to the end in this process."""
+    from train import parse_opt
+
+    copy = tmp / "exp"
+    shutil.copytree(run, copy)
+    for f in (copy / "weights").glob("*.pt"):
+        if f.name != "epoch0.pt":
+            f.unlink()
+    train(parse_opt(["--resume", str(copy / "weights" / "epoch0.pt"), "--workers", "0"]))
+    return copy
+
+
+def _final_state(run: Path) -> dict:
+    """Everything a resumed run must carry over, from epoch2.pt (written unstripped by --save-period)."""
+    ckpt = read_checkpoint(run / "weights" / "epoch2.pt")
+    s = ckpt["train_state"]
+    return {"model": s["model"], "ema": ckpt["state_dict"], "ema_updates": s["ema_updates"],
+            "optimizer": s["optimizer"], "last_opt_step": s["last_opt_step"], "epoch": s["epoch"]}
+
+
+def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
+    """Resumed after epoch 0: raw weights, optimizer (momentum buffers, lrs), EMA weights and update count,
+    and the learning rate of every epoch (the scheduler) as in the run that was never stopped."""
+    resumed = _resume_from_epoch0(uninterrupted, tmp_path)
+    want, got = _final_state(uninterrupted), _final_state(resumed)
+    assert want["ema_updates"] == 12 and len(want["optimizer"]["state"]) > 0
+    _assert_same(got, want, "epoch2.pt")
+    cols, rows = read_results_csv(resumed / "results.csv")
+    cols0, rows0 = read_results_csv(uninterrupted / "results.csv")
+    lr = [cols.index(c) for c in ("x/lr0", "x/lr1", "x/lr2")]
+    assert [r[0] for r in rows] == [0, 1, 2]
+    assert [[r[i] for i in lr] for r in rows] == [[r[i] for i in lr] for r in rows0]
+
+
+def _restore_fresh_optimizer(state, model, optimizer, ema, ema_weights, scaler, _restore=state_mod.restore):
+    """Broken variant: the optimizer state is not restored (a freshly built optimizer's is loaded)."""
+    _restore({**state, "optimizer": optimizer.state_dict()}, model, optimizer, ema, ema_weights, scaler)
+
+
+def _restore_ema_updates_reset(state, model, optimizer, ema, ema_weights, scaler, _restore=state_mod.restore):
+    """Broken variant: the EMA weights are restored but its update count starts again at 0."""
+    _restore({**state, "ema_updates": 0}, model, optimizer, ema, ema_weights, scaler)
+
+
+@pytest.mark.parametrize("broken", [_restore_fresh_optimizer, _restore_ema_updates_reset], ids=["optimizer", "ema"])
+def test_resume_comparison_rejects_broken_restore(uninterrupted, tmp_path, monkeypatch, broken):
+    monkeypatch.setattr(state_mod, "restore", broken)
+    resumed = _resume_from_epoch0(uninterrupted, tmp_path)
+    with pytest.raises(AssertionError):
+        _assert_same(_final_state(resumed), _final_state(uninterrupted), "epoch2.pt")
