@@ -58,6 +58,7 @@ def test_official_figures_coco128_bs32_and_pycocotools(tmp_path):
     assert abs(coco["mAP50_95"] - map_) < 0.02 and abs(coco["mAP50"] - map50) < 0.02
 
 
+@pytest.mark.slow
 def test_run_with_model_loss_and_outputs(tmp_path):
     """Training entry point: a given model is used as is, val losses come from its raw outputs."""
     from models import load_model
@@ -79,6 +80,7 @@ def test_run_with_model_loss_and_outputs(tmp_path):
     assert list((tmp_path / "val").glob("confusion_matrix*.png"))
 
 
+@pytest.mark.slow
 def test_val_cli_single_cls_and_errors(tmp_path, caplog):
     data = make_small_dataset(tmp_path)
     weights = shared_path("weights", "yolov5n.pt")
@@ -114,6 +116,7 @@ def test_evaluator_matches_native_space(tmp_path):
     assert tp[:, 0].tolist() == [True, True, False] and np.all(tp[:2])
 
 
+@pytest.mark.slow
 def test_test_time_augmentation(tmp_path):
     """--augment: flipped and rescaled passes are mapped back, so the best boxes agree with the plain pass."""
     from models import load_model
