@@ -27,10 +27,11 @@ def test_xyxy2xywhn_clip_keeps_eps_inside_the_border() -> None:
 
 
 def test_clip_boxes_is_in_place_for_both_backends_with_shape_h_w() -> None:
-    for boxes in (torch.tensor([[-3.0, -4.0, 90.0, 70.0]]), np.array([[-3.0, -4.0, 90.0, 70.0]])):
+    rows = [[-3.0, -4.0, 90.0, 70.0], [85.0, 65.0, -1.0, -2.0]]  # every coordinate out on each side
+    for boxes in (torch.tensor(rows), np.array(rows)):
         out = clip_boxes(boxes, (60, 80))  # h = 60, w = 80
         assert out is boxes
-        assert np.asarray(boxes).tolist() == [[0.0, 0.0, 80.0, 60.0]]
+        assert np.asarray(boxes).tolist() == [[0.0, 0.0, 80.0, 60.0], [80.0, 60.0, 0.0, 0.0]]
 
 
 def test_scale_boxes_given_and_recomputed_padding() -> None:

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 # purpose: every mutant reruns the tests that reach its function, and the end-to-end files (val, training runs)
 # reach nearly everything, which makes a module take hours instead of minutes (widen with --tests when needed).
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
-    "utils/loss.py": ("tests/test_loss.py",),
+    "utils/loss.py": ("tests/test_loss.py", "tests/test_darknet_train.py"),  # the latter: Darknet score_logits
     "utils/nms.py": ("tests/test_nms.py",),
     "utils/metrics.py": ("tests/test_metrics.py",),
     "utils/boxes.py": ("tests/test_boxes.py",),
