@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, default=0, help="test only this many mutants drawn at random (0: all); the "
                                                          "score is then an estimate, printed with its 95%% interval")
     p.add_argument("--seed", type=int, default=0, help="random seed of --sample")
+    p.add_argument("--mutants", nargs="+", help="test only these mutants (names as printed, e.g. earlier survivors)")
     p.add_argument("--json", type=Path, help="write the score, every mutant's status and the survivors' diffs here")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary folder, removed)")
     p.add_argument("--list", action="store_true", help="print the module -> test files map and exit")
@@ -116,7 +117,8 @@ def shared_dir() -> Path:
 
 def run_mutmut(work: Path, workers: int, names: list[str] = ()) -> None:
     """mutmut run in `work` (all mutants, or only `names`), its progress line streaming to the terminal."""
-    env = dict(os.environ, YOLO_SHARED=str(shared_dir()), PYTHONDONTWRITEBYTECODE="1")
+    # one intra-op thread: mutmut limits each mutant by CPU seconds, which spinning OpenMP threads inflate
+    env = dict(os.environ, YOLO_SHARED=str(shared_dir()), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     env.pop("CI", None)  # a reference file missing here should skip, not stop the run
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *names]
     proc = subprocess.run(cmd, cwd=work, env=env)
@@ -164,14 +166,19 @@ def summarise(module: str, tests: list[str], statuses: dict[str, str], work: Pat
     }
 
 
-def mutate(module: str, tests: list[str], slow: bool, workers: int, work: Path, sample: int, seed: int) -> dict:
-    """Copy the repository into `work`, run mutmut on `module` against `tests` (all mutants or a random sample)."""
+def mutate(module: str, tests: list[str], slow: bool, workers: int, work: Path, sample: int, seed: int,
+           only: list[str] | None = None) -> dict:
+    """Copy the repository into `work`, run mutmut on `module` against `tests` (all, a sample, or `only`)."""
     if (work / "mutants").exists():
         shutil.rmtree(work / "mutants")
     copy_repo(work)
     top_level = sorted({Path(f).parts[0] for f in repo_files()})
     with open(work / "pyproject.toml", "a") as f:
         f.write(mutmut_config(module, tests, slow, top_level))
+    if only:
+        run_mutmut(work, workers, only)
+        statuses = mutant_statuses(work)
+        return summarise(module, tests, {n: statuses[n] for n in only}, work, len(statuses))
     if not sample:
         run_mutmut(work, workers)
         statuses = mutant_statuses(work)
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     work = opt.keep.resolve() if opt.keep else Path(tempfile.mkdtemp(prefix="mutation_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        result = mutate(module, tests, opt.slow, opt.workers, work, opt.sample, opt.seed)
+        result = mutate(module, tests, opt.slow, opt.workers, work, opt.sample, opt.seed, opt.mutants)
     finally:
         if not opt.keep:
             shutil.rmtree(work, ignore_errors=True)
