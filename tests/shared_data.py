@@ -1,9 +1,10 @@
 """The one door to ../shared (real datasets, official weights, reference outputs).
 
-Tests call `shared_path(...)`; when the file is absent the test is skipped with a reason
-naming the path, so a machine without ../shared still runs everything else.
-Set YOLO_SHARED to point somewhere else; by default the nearest `shared/` beside the repo
-or one of its parent folders is used.
+Tests call `shared_path(...)`; when the file is absent the test is skipped with a reason naming the
+path, so a machine without ../shared still runs everything else. Under CI (`CI=true`, as CI services
+set it) a missing file is a failure instead: CI must not stay green without the reference data.
+Set YOLO_SHARED to point somewhere else; by default the nearest `shared/` beside the repo or one of
+its parent folders is used.
 """
 from __future__ import annotations
 
@@ -28,9 +29,18 @@ def _find_shared() -> Path:
 SHARED = _find_shared()
 
 
+def under_ci() -> bool:
+    """True when the environment says this is a CI run (CI=true/1/yes, any case)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
 def shared_path(*parts: str) -> Path:
-    """Return ../shared/<parts>, or skip the calling test when it is missing."""
+    """Return ../shared/<parts>; when it is missing, skip the calling test (fail it under CI)."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared reference data not available: {path} (set YOLO_SHARED)")
+        what = "shared folder" if not SHARED.is_dir() else "shared reference file"
+        reason = f"{what} missing: {path} (set YOLO_SHARED to the folder holding the reference data)"
+        if under_ci():
+            pytest.fail(f"CI=true and the {reason}", pytrace=False)
+        pytest.skip(f"{reason}; this is a failure under CI=true")
     return path

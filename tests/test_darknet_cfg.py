@@ -83,6 +83,7 @@ def test_truncated_and_overlong_weights_are_refused(tmp_path: Path) -> None:
     _check_weights(path, 10, tmp_path, model, r"too short for a \.weights header")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "params", "floats", "size"), [
     ("yolov3", 61_949_149, 62_001_757, 416), ("yolov4", 64_363_101, 64_429_405, 608)])
 def test_full_models_build_run_and_round_trip(tmp_path: Path, name: str, params: int, floats: int, size: int) -> None:

@@ -46,6 +46,7 @@ def test_converted_yolov3_tiny_loss_decreases() -> None:
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_converted_yolov4_tiny_fine_tunes_on_four_classes(tmp_path: Path) -> None:
     ckpt = to_checkpoint(shared_path("darknet", "yolov4-tiny.cfg"), shared_path("darknet", "yolov4-tiny.weights"),

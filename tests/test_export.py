@@ -31,6 +31,7 @@ def exported(tmp_path_factory):
     return w, files
 
 
+@pytest.mark.slow
 def test_files_and_metadata(exported):
     w, files = exported
     assert files["torchscript"] == w.with_suffix(".torchscript") and files["onnx"].is_file()
@@ -41,6 +42,7 @@ def test_files_and_metadata(exported):
     assert load_backend(files["dynamic"]).dynamic
 
 
+@pytest.mark.slow
 def test_exports_match_pytorch_on_real_image(exported):
     """The reference 320 input through each export equals the PyTorch model (fp32 tolerances of the README)."""
     w, files = exported
@@ -53,6 +55,7 @@ def test_exports_match_pytorch_on_real_image(exported):
         torch.testing.assert_close(got[..., 4:], expected[..., 4:], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_detect_and_val_accept_exports(exported, tmp_path):
     w, files = exported
     image = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.shared_data import shared_path
 from tools.convert import coco_to_yolo, voc_to_yolo, yolo_to_coco
@@ -78,6 +79,7 @@ def test_convert_help():
     assert r.returncode == 0 and "coco2yolo" in r.stdout
 
 
+@pytest.mark.slow
 def test_analysis_and_browser_write_pictures(tmp_path):
     from utils.demo_data import make_shapes_dataset
     import cv2

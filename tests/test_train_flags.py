@@ -74,6 +74,7 @@ def mosaic_run(tmp_path_factory, data):
     return res, seen
 
 
+@pytest.mark.slow
 def test_close_mosaic_last_epoch_without_mosaic(mosaic_run):
     res, seen = mosaic_run
     assert sorted(seen) == [0, 1, 2] and all(len(v) == 16 for v in seen.values())
@@ -82,6 +83,7 @@ def test_close_mosaic_last_epoch_without_mosaic(mosaic_run):
     assert _epochs_logged(res.save_dir) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_save_period_writes_loadable_epoch_checkpoints(mosaic_run):
     res, _ = mosaic_run
     w = res.save_dir / "weights"
@@ -93,6 +95,7 @@ def test_save_period_writes_loadable_epoch_checkpoints(mosaic_run):
         assert out.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 9) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_patience_stops_when_fitness_cannot_improve(mosaic_run, tmp_path, caplog):
     """Resume epoch0.pt (a full training state) with best fitness 1.0, the maximum, and --patience 1.
 
@@ -252,6 +255,7 @@ def test_single_cls(data, tmp_path):
     assert rows[0][cols.index("train/cls_loss")] == 0 and rows[0][cols.index("train/box_loss")] > 0  # objectness only
 
 
+@pytest.mark.slow
 def test_weights_transfer_all_and_freeze_backbone(mosaic_run, data, tmp_path, caplog):
     """--weights our last.pt (no --cfg: its own YAML and anchors) moves every tensor; --freeze backbone keeps
     those layers' tensors bit-identical. (With --cfg the anchors are excluded, 348/349, as in YOLOv5.)"""

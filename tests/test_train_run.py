@@ -43,6 +43,7 @@ def _run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_accumulate_4_batch_4_steps_once_per_16_images(tmp_path):
     data = demo_subset_yaml(tmp_path, 64, 8)
     opts = TrainOptions(data=str(data), cfg="yolov5n.yaml", imgsz=64, epochs=1, batch_size=4, accumulate=4,
@@ -81,6 +82,7 @@ def killed_run(tmp_path_factory) -> Path:
     return tmp / "runs" / "exp"
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_finishes_all_epochs(killed_run, tmp_path):
     run = tmp_path / "exp"
     shutil.copytree(killed_run, run)
@@ -100,6 +102,7 @@ def test_resume_after_sigkill_finishes_all_epochs(killed_run, tmp_path):
     assert updates_before > 0
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last(killed_run, tmp_path):
     run = tmp_path / "exp"
     shutil.copytree(killed_run, run)

@@ -77,6 +77,7 @@ def test_official_figures_coco128_bs32_and_pycocotools(tmp_path):
     assert (round(coco["mAP50"], 4), round(coco["mAP50_95"], 4)) == (0.5678, 0.3653)  # README.md, val_metrics.md
 
 
+@pytest.mark.slow
 def test_run_with_model_loss_and_outputs(tmp_path):
     """Training entry point: a given model is used as is, val losses come from its raw outputs."""
     from models import load_model
@@ -122,6 +123,7 @@ def test_figures_do_not_depend_on_cpu_speed(tmp_path, monkeypatch):
     assert fast[2] > 0.3 and slow == fast
 
 
+@pytest.mark.slow
 def test_val_cli_single_cls_and_errors(tmp_path, caplog):
     data = make_small_dataset(tmp_path)
     weights = shared_path("weights", "yolov5n.pt")
@@ -157,6 +159,7 @@ def test_evaluator_matches_native_space(tmp_path):
     assert tp[:, 0].tolist() == [True, True, False] and np.all(tp[:2])
 
 
+@pytest.mark.slow
 def test_test_time_augmentation(tmp_path):
     """--augment: flipped and rescaled passes are mapped back, so the best boxes agree with the plain pass."""
     from models import load_model
