@@ -13,6 +13,7 @@ from utils.train.options import TrainOptions
 ROOT = Path(__file__).resolve().parents[1]
 START_MAP50 = 0.4600  # the official yolov5n on coco128 at 320, batch 32 (val.py, deterministic)
 FT_FLOOR = 0.32  # see test_finetune_official_yolov5n_keeps_map
+SCRATCH_FLOOR = 0.70  # see test_scratch_demo_dataset_reaches_high_map50
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -31,16 +32,18 @@ def fast_hyp(tmp_path) -> Path:
 def test_scratch_demo_dataset_reaches_high_map50(tmp_path, fast_hyp):
     """yolov5n from scratch, 128 px, batch 16, one optimizer step per batch, 10 epochs on the 400 demo images.
 
-    Calibration (this 2-core CPU, 1 thread, seed 0, validating every epoch): mAP50 0.26 after 4 epochs,
-    0.89 after 7, 0.93 after 9, 0.94 after 12. The threshold 0.75 leaves a wide margin for a correct
-    trainer while a broken target assignment, loss scale, schedule or EMA stays far below it.
+    Measured (this 2-core CPU, 1 thread, --noval): mAP50 0.915 with --seed 0 (0.942 after 12 epochs) and 0.757
+    with --seed 1 (0.759 after 12: that seed plateaus lower), mAP50-95 0.497 / 0.405. The seeds differ by 0.16,
+    so the floor sits under the lower one: SCRATCH_FLOOR 0.70 = 0.757 - 0.057 (the old 0.75 left seed 1, a
+    correct run, 0.007). A trainer that learns markedly slower (a correct run is at 0.26 after 4 epochs, 0.89
+    after 7) falls below it; a regression costing less than the seed spread cannot be seen by one 10-epoch run.
     """
     opts = TrainOptions(data=str(ROOT / "data" / "shapes.yaml"), cfg="yolov5n.yaml", hyp=str(fast_hyp), imgsz=128,
                         epochs=10, batch_size=16, accumulate=1, noval=True, noautoanchor=True, workers=2,
                         project=str(tmp_path / "runs"), name="scratch")
     res = train(opts)
     p, r, map50, map50_95 = res.results[:4]
-    assert map50 > 0.75, f"mAP50 {map50:.3f} after 10 epochs"
+    assert map50 > SCRATCH_FLOOR, f"mAP50 {map50:.3f} after 10 epochs (floor {SCRATCH_FLOOR})"
     assert map50_95 > 0.3
     _, rows = read_results_csv(res.save_dir / "results.csv")
     assert len(rows) == 10 and rows[-1][1] < rows[0][1]  # box loss went down
