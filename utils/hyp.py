@@ -11,7 +11,7 @@ HYP_KEYS = (
     "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
     "flipud", "fliplr", "mosaic", "mixup", "copy_paste",
 )
-OPTIONAL_KEYS = ("anchors", "label_smoothing")  # tolerated: some YOLOv5 hyp files carry them
+OPTIONAL_KEYS = ("anchors", "label_smoothing", "dfl")  # tolerated: some YOLOv5 hyp files carry the first two; dfl is the anchor-free loss gain (hyp.v8.yaml)
 
 
 def validate_hyp(hyp: dict, source: str = "<hyp>") -> dict[str, float]:
