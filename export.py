@@ -120,7 +120,8 @@ def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640),
     model.detect.export = True
     model = DecodedOnly(model)
     im = torch.zeros(batch_size, 3, *imgsz, device=device)
-    meta = export_metadata(model.model.names, stride, imgsz, batch_size, dynamic)
+    meta = export_metadata(model.model.names, stride, imgsz, batch_size, dynamic,
+                           has_objectness=model.model.detect.has_objectness)
     x = _verify_input(batch_size, imgsz)
     x2 = _verify_input(batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
     with torch.inference_mode():

@@ -109,7 +109,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
     """Loaders, autoanchor, optimizer, scheduler, EMA, precision, loss, DDP wrapper, loop context."""
     from utils.autoanchor import check_anchors
     from utils.ema import ModelEMA
-    from utils.loss import ComputeLoss, scale_loss_hyp
+    from utils.loss_factory import make_loss
     from utils.train.amp import Precision, check_amp
     from utils.train.ddp import wrap_ddp
     from utils.train.loop import LoopContext, default_accumulate
@@ -141,8 +141,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
         if info.main:
             truncate_results_csv(run.save_dir / "results.csv", run.start_epoch)
     run.scheduler = build_scheduler(optimizer, opts.epochs, hyp["lrf"], opts.cos_lr, run.start_epoch)
-    loss_hyp = scale_loss_hyp(hyp, model.detect.nl, len(run.names), run.imgsz, opts.label_smoothing)
-    compute_loss = ComputeLoss(model.detect, loss_hyp)
+    compute_loss = make_loss(model.detect, hyp, len(run.names), run.imgsz, opts.label_smoothing)  # the head's loss
     nb = len(loader)
     run.ctx = LoopContext(
         model=wrap_ddp(model, info, run.device, opts.sync_bn), loader=loader, optimizer=optimizer,
