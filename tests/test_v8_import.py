@@ -72,3 +72,19 @@ def test_non_detection_model_is_refused(tmp_path, fake_ultralytics):
     torch.save({"model": m}, tmp_path / "cls.pt")
     with pytest.raises(CheckpointError, match=r"cls\.pt: ultralytics\.nn\.tasks\.ClassificationModel is not a detection"):
         read_ultralytics8(tmp_path / "cls.pt")
+
+
+def test_train_weights_fine_tunes_from_an_ultralytics_file():
+    """train.py --weights <ultralytics .pt>: the model is rebuilt from the file's YAML, every tensor that fits moves."""
+    from utils.train.options import TrainOptions
+    from utils.train.setup import build_model
+
+    path = shared_path(REF, "ultralytics_yolov8n_random.pt")
+    ref = torch.load(shared_path(REF, "yolov8n_forward.pt"), weights_only=True)["state_dict"]
+    model = build_model(TrainOptions(weights=str(path), cfg=""), 4, {}, torch.device("cpu"))
+    assert model.detect.nc == 4 and not model.detect.has_anchors
+    sd = model.state_dict()
+    moved = [k for k, v in ref.items() if sd[k].shape == v.shape]
+    assert all(torch.equal(sd[k], ref[k].to(sd[k].dtype)) for k in moved)
+    # only the class branch starts fresh: its width is max(P3 channels, min(nc, 100)) = 64 for 4 classes, 80 for 80
+    assert sorted({k.split(".")[2] for k in ref if k not in moved}) == ["cv3"] and len(moved) > 300
