@@ -153,7 +153,7 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
     pred = backend(im, augment=opt.augment)
     t2 = time.perf_counter()
     dets = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
-                               max_det=opt.max_det)
+                               max_det=opt.max_det, has_objectness=getattr(backend, "has_objectness", True))
     for det, p in zip(dets, batch):
         det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()
     return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]

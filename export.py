@@ -183,7 +183,8 @@ def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640),
     if any(s % stride for s in imgsz):
         raise UserValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
     im = torch.zeros(batch_size, 3, *imgsz, device=device)
-    meta = export_metadata(model.names, stride, imgsz, batch_size, dynamic)
+    meta = export_metadata(model.names, stride, imgsz, batch_size, dynamic,
+                           has_objectness=model.detect.has_objectness)
     x = _verify_input(batch_size, imgsz)
     x2 = _verify_input(batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
     with export_state(model) as wrapped, torch.inference_mode():

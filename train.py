@@ -79,7 +79,6 @@ def prepare(opts: TrainOptions, info: DistInfo, device: torch.device, hyp: dict 
 
     `hyp` (e.g. an evolution's mutation) replaces the --hyp file."""
     from models.yolo import Model
-    from utils.data_yaml import load_data_yaml
     from utils.downloads import ensure_dataset
     from utils.hyp import load_hyp, validate_hyp
     from utils.torch_utils import init_seeds
@@ -115,7 +114,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
     """Loaders, autoanchor, optimizer, scheduler, EMA, precision, loss, DDP wrapper, loop context."""
     from utils.autoanchor import check_anchors
     from utils.ema import ModelEMA
-    from utils.loss import ComputeLoss, scale_loss_hyp
+    from utils.loss_factory import make_loss
     from utils.train.amp import Precision, check_amp
     from utils.train.ddp import wrap_ddp
     from utils.train.loop import LoopContext, default_accumulate
@@ -147,8 +146,7 @@ def _setup_training(run: _Run, state: dict | None, ckpt: dict | None) -> None:
         if info.main:
             truncate_results_csv(run.save_dir / "results.csv", run.start_epoch)
     run.scheduler = build_scheduler(optimizer, opts.epochs, hyp["lrf"], opts.cos_lr, run.start_epoch)
-    loss_hyp = scale_loss_hyp(hyp, model.detect.nl, len(run.names), run.imgsz, opts.label_smoothing)
-    compute_loss = ComputeLoss(model.detect, loss_hyp)
+    compute_loss = make_loss(model.detect, hyp, len(run.names), run.imgsz, opts.label_smoothing)  # the head's loss
     nb = len(loader)
     run.ctx = LoopContext(
         model=wrap_ddp(model, info, run.device, opts.sync_bn), loader=loader, optimizer=optimizer,

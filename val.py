@@ -221,7 +221,7 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
                    save_conf=save_conf, json_ids=json_ids, cat_ids=cat_ids)
     # no NMS time limit: on a busy CPU it left images without detections and changed the figures
     nms_kw = dict(conf_thres=conf_thres, iou_thres=iou_thres, multi_label=True, agnostic=single_cls,
-                  max_det=max_det, time_limit=math.inf)
+                  max_det=max_det, time_limit=math.inf, has_objectness=backend.has_objectness)
     timers = tuple(Timer(backend.device) for _ in range(3))
     loss = torch.zeros(3, device=backend.device)
     shape = None
@@ -260,7 +260,7 @@ def _backend_for(model, weights, device, half, batch_size):
     names = list(getattr(model, "names", []) or [])
     backend = Backend(lambda im, augment=False: model(im, augment=augment) if augment else model(im), names,
                       int(max(model.stride.max(), 32)) if hasattr(model, "stride") else 32, "pt", p.device,
-                      fp16=p.dtype == torch.float16, model=model)
+                      fp16=p.dtype == torch.float16, model=model, has_objectness=model.detect.has_objectness)
     return backend, was_training
 
 

@@ -25,9 +25,12 @@ def load_checkpoint_dict(path: str | Path) -> dict:
     """{'yaml', 'state_dict', 'names', 'stride', ...} from our checkpoint or an official ultralytics .pt."""
     from models.checkpoint import read_checkpoint
     from models.official import is_official, read_official
+    from models.ultralytics_import import is_ultralytics8, read_ultralytics8
 
     if not Path(path).is_file():
         raise UserFileNotFoundError(f"weights not found: {path}")
+    if is_ultralytics8(path):
+        return read_ultralytics8(path)
     return read_official(path) if is_official(path) else read_checkpoint(path)
 
 
@@ -52,8 +55,8 @@ def model_from_checkpoint(ckpt: dict, source: str = "<checkpoint>"):
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool = False,
                cfg: str | Path | None = None):
-    """A Model in eval mode, float32, from our checkpoint, an official YOLOv5 .pt (no code from the file runs),
-    or a Darknet .weights file with its `cfg`."""
+    """A Model in eval mode, float32, from our checkpoint, an official YOLOv5 or ultralytics 8 .pt (no code from
+    the file runs), or a Darknet .weights file with its `cfg`."""
     if Path(path).suffix == ".weights" or cfg is not None:
         if cfg is None:
             raise UserValueError(f"{path}: a Darknet .weights file needs its cfg (load_model(path, cfg='yolov4.cfg'))")

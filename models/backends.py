@@ -35,6 +35,7 @@ class Backend:
     imgsz: tuple[int, int] | None = None  # fixed input (h, w) of a static export
     batch_size: int | None = None  # fixed batch of a static export
     model: torch.nn.Module | None = field(default=None, repr=False)
+    has_objectness: bool = True  # decoded rows carry objectness (YOLOv5) or not (anchor-free; the head contract)
 
     def __call__(self, im: torch.Tensor, augment: bool = False):
         if augment and self.kind != "pt":
@@ -46,10 +47,11 @@ class Backend:
         return self.kind == "pt"
 
 
-def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool) -> dict:
+def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool,
+                    has_objectness: bool = True) -> dict:
     """The metadata stored in an exported file."""
     return {"names": list(names), "stride": int(stride), "imgsz": list(imgsz), "batch": int(batch),
-            "dynamic": bool(dynamic)}
+            "dynamic": bool(dynamic), "has_objectness": bool(has_objectness)}
 
 
 def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, channels_last: bool) -> Backend:
@@ -68,7 +70,8 @@ def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, chan
             return model(im, augment=augment)
         return _cat_outputs([model(part, augment=augment) for part in im.split(chunk)])
 
-    return Backend(forward, list(model.names), int(model.stride.max()), "pt", device, fp16=half, model=model)
+    return Backend(forward, list(model.names), int(model.stride.max()), "pt", device, fp16=half, model=model,
+                   has_objectness=model.detect.has_objectness)
 
 
 # On CPU a large batch runs slower per image than small ones (activations of 32 images at 640 px no longer fit
@@ -87,7 +90,8 @@ def _cat_outputs(parts: list):
 def _static_fields(meta: dict) -> dict:
     dynamic = bool(meta.get("dynamic", False))
     return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
-            "batch_size": None if dynamic else int(meta["batch"])}
+            "batch_size": None if dynamic else int(meta["batch"]),
+            "has_objectness": bool(meta.get("has_objectness", True))}
 
 
 def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:

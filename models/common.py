@@ -86,13 +86,14 @@ class Focus(nn.Module):
 
 @register(layout="conv")
 class Bottleneck(nn.Module):
-    """1x1 then 3x3 conv with a residual connection when shapes allow."""
+    """k[0] then k[1] conv (YOLOv5: 1x1 then 3x3; YOLOv8 blocks pass (3, 3)) with a residual when shapes allow."""
 
-    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5, act: ActSpec = True):
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5, act: ActSpec = True,
+                 k: Sequence[int] = (1, 3)):
         super().__init__()
         c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, 1, 1, act=act)
-        self.cv2 = Conv(c_, c2, 3, 1, g=g, act=act)
+        self.cv1 = Conv(c1, c_, k[0], 1, act=act)
+        self.cv2 = Conv(c_, c2, k[1], 1, g=g, act=act)
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,17 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from models.detect_v8 import anchor_free_layout
 from models.registry import Layout, Row, register
 
 
 def detect_layout(row: Row) -> Layout:
-    """[nc, anchors] -> Detect(nc, anchors, ch); `anchors: 3` means 3 placeholder anchors per level."""
+    """The one rule for a `Detect` row: `[nc, anchors]` -> the anchor-based Detect(nc, anchors, ch) of YOLOv5
+    (`anchors: 3` means 3 placeholder anchors per level); `[nc]` alone -> the anchor-free DetectV8 of YOLOv8/11."""
+    if len(row.args) == 1:
+        return anchor_free_layout(row)
     if len(row.args) != 2:
-        raise ValueError(f"Detect takes [nc, anchors], got {row.args}")
+        raise ValueError(f"Detect takes [nc, anchors] (anchor-based) or [nc] (anchor-free), got {row.args}")
     nc, anchors = row.args
     if isinstance(anchors, int):
         anchors = [list(range(anchors * 2))] * len(row.c_in)
@@ -30,6 +34,10 @@ class Detect(nn.Module):
     `stride`. Training returns the raw per-level maps (B, na, H, W, 5+nc); inference returns
     `(decoded (B, N, 5+nc), raw)` with boxes as [cx, cy, w, h] in input pixels and sigmoid scores.
     """
+
+    has_objectness = True
+    has_anchors = True
+    loss_name = "yolov5"  # utils/loss.py: build_targets + objectness/class BCE + CIoU
 
     def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = (),
                  inplace: bool = True):

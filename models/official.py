@@ -69,15 +69,16 @@ def pickle_globals(path: str | Path) -> set[str]:
     return found
 
 
-def _standins(globals_: set[str], path: Path) -> list[tuple[type, str]]:
-    refused = sorted(g for g in globals_ if not g.startswith(STUB_PREFIXES) and g not in TORCH_SAFE
+def _standins(globals_: set[str], path: Path, prefixes: tuple[str, ...] = STUB_PREFIXES) -> list[tuple[type, str]]:
+    """Inert stand-ins for the classes under `prefixes`; a file naming anything else (but tensor data) is refused."""
+    refused = sorted(g for g in globals_ if not g.startswith(prefixes) and g not in TORCH_SAFE
                      and not _is_storage(g) and not g.startswith(("numpy.core.multiarray.scalar",
                                                                    "numpy._core.multiarray.scalar", "numpy.dtype")))
     if refused:
         raise CheckpointError(f"{path}: refusing to load: the pickle references {', '.join(refused)}, which is not a "
                               f"model class, a torch.nn layer or tensor data")
     return [(type(g.rsplit(".", 1)[1], (_Standin,), {"_origin": g}), g) for g in sorted(globals_)
-            if g.startswith(STUB_PREFIXES)]
+            if g.startswith(prefixes)]
 
 
 def _is_storage(g: str) -> bool:

@@ -20,8 +20,10 @@ import models.backbones  # noqa: F401
 import models.common  # noqa: F401  (registers the building blocks)
 import models.convnext  # noqa: F401
 import models.darknet_layers  # noqa: F401
+import models.blocks_v8  # noqa: F401
 import models.detect  # noqa: F401
 from models.registry import MODULES, Row
+from models.scales import resolve_scale
 from utils.cli import UserValueError
 
 LOGGER = logging.getLogger("yolo")
@@ -102,7 +104,10 @@ def parse_model(d: dict, ch: list[int] | int = 3, source: str | None = None, ver
     """Build the layers of a model dict; returns (nn.Sequential, sorted list of layer indices to keep)."""
     source = source or d.get("yaml_file", "<model dict>")
     ch = [ch] if isinstance(ch, int) else list(ch)
-    gd, gw = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
+    try:
+        gd, gw, max_channels, scale = resolve_scale(d, source)
+    except ValueError as e:
+        raise ModelConfigError(str(e)) from None
     act = parse_activation(d.get("activation"), source)
     anchors, nc = d.get("anchors"), d.get("nc")
     na = (len(anchors[0]) // 2) if isinstance(anchors, list) else (anchors or 0)
@@ -111,9 +116,15 @@ def parse_model(d: dict, ch: list[int] | int = 3, source: str | None = None, ver
     if verbose:
         LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
     layers, save = [], []
-    for i, (section, j, row) in enumerate(_rows(d, source)):
+    ctx = {"max_channels": max_channels, "model_scale": scale, "no": no}
+    rows = _rows(d, source)
+    for i, (section, j, row) in enumerate(rows):
         where = f"{source}: layer {i} ({section} row {j}) {row!r}"
-        m, n_params = _build_row(row, i, where, ch, gd, gw, act, names, no)
+        earlier = tuple(r[2] for _, _, r in rows[:i] if isinstance(r, list) and len(r) == 4)
+        m, n_params = _build_row(row, i, where, ch, gd, gw, act, names, dict(ctx, earlier=earlier))
+        if getattr(m, "has_anchors", None) is False and "anchors" in d:
+            raise ModelConfigError(f"{where}: this head is anchor-free ([nc] alone) but the YAML has an `anchors:` key; "
+                                   f"remove `anchors:` or write [nc, anchors] for the anchor-based head")
         save.extend(x % i for x in ([m.f] if isinstance(m.f, int) else m.f) if x != -1)
         layers.append(m)
         if i == 0:
@@ -124,7 +135,7 @@ def parse_model(d: dict, ch: list[int] | int = 3, source: str | None = None, ver
     return nn.Sequential(*layers), sorted(set(save))
 
 
-def _build_row(row, i, where, ch, gd, gw, act, names, no):
+def _build_row(row, i, where, ch, gd, gw, act, names, ctx):
     if not isinstance(row, list) or len(row) != 4:
         raise ModelConfigError(f"{where}: a row must be [from, number, module, args]")
     f, n, name, args = row
@@ -146,10 +157,14 @@ def _build_row(row, i, where, ch, gd, gw, act, names, no):
         raise ModelConfigError(f"{where}: layer {listed[0]} outputs a list of feature maps; "
                                f"take one of them with a [{listed[0]}, 1, Select, [index]] row first")
     try:
-        layout = entry.layout(Row(c_in, [resolve_arg(a, names) for a in args], n, gw, act, no=no))
+        layout = entry.layout(Row(c_in, [resolve_arg(a, names) for a in args], n, gw, act, **ctx))
     except (ValueError, IndexError, TypeError) as e:
         raise ModelConfigError(f"{where}: {e}") from None
     kwargs = dict(layout.kwargs)
+    cls = layout.cls or entry.cls
+    if cls is not entry.cls:
+        entry = type(entry)(entry.name, cls, entry.layout, "act" in inspect.signature(cls.__init__).parameters,
+                            entry.takes_list)
     if entry.takes_act:
         kwargs.setdefault("act", act)
     try:

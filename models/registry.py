@@ -50,6 +50,8 @@ class Row:
     act: Any  # the model's activation (see models.common.make_act)
     max_channels: int = 1 << 30
     no: int = -1  # outputs per anchor of the model's Detect (a conv producing exactly that is not scaled)
+    model_scale: str | None = None  # the scale letter picked from a `scales:` YAML (see models/scales.py)
+    earlier: tuple = ()  # module names of the rows before this one (YOLOv8's Detect picks its class branch by them)
 
     def scale(self, c: int) -> int:
         """Scale a channel count by width_multiple the YOLOv5 way."""
@@ -64,6 +66,7 @@ class Layout:
     c_out: Union[int, list[int]]  # a list for a row that outputs a list of feature maps (see models/backbones.py)
     kwargs: dict = field(default_factory=dict)
     copies: int = 1
+    cls: type | None = None  # the class to build when the layout picks one (Detect: anchor-based or anchor-free)
 
 
 LayoutFn = Callable[[Row], Layout]

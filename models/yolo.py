@@ -8,6 +8,7 @@ import argparse
 import copy
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ if __package__ in (None, ""):  # `python models/yolo.py`: make the repo importab
 
 from models.common import Conv, make_act  # noqa: E402
 from models.detect import Detect  # noqa: E402
+from models.head_protocol import DetectionHead, find_head  # noqa: E402
 from models.parse import ModelConfigError, parse_activation, parse_model  # noqa: E402
 from models.rows import row_input  # noqa: E402
+from models.scales import scale_from_name, split_scale_name  # noqa: E402
+from utils.cli import UserFileNotFoundError  # noqa: E402
 from utils.resolve import resolve_file  # noqa: E402
 from utils.torch_utils import initialize_weights, model_info  # noqa: E402
 
@@ -34,8 +38,20 @@ MODELS_DIR = Path(__file__).resolve().parent
 
 
 def resolve_cfg(cfg: str | Path) -> Path:
-    """A model YAML path as given, or its name looked up in models/ (e.g. 'yolov5s.yaml' or 'yolov5s')."""
-    return resolve_file(cfg, "cfg")
+    """A model YAML path as given, or its name looked up in models/ (utils/resolve.py); a scaled name not on disk
+    falls back to its `scales:` file ('yolov8n.yaml' -> 'yolov8.yaml', see models/scales.py)."""
+    try:
+        return resolve_file(cfg, "cfg")
+    except FileNotFoundError:
+        p = Path(cfg)
+        unified = split_scale_name(p.stem if p.suffix in (".yaml", ".yml") else p.name)
+        if not unified:
+            raise
+        try:
+            return resolve_file(p.with_name(unified[0] + ".yaml"), "cfg")
+        except FileNotFoundError:
+            raise UserFileNotFoundError(f"model YAML not found: {cfg}, nor its scales file {unified[0]}.yaml "
+                                        f"(looked where utils/resolve.py looks)") from None
 
 
 def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
@@ -49,6 +65,10 @@ def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
         raise ModelConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(d, dict):
         raise ModelConfigError(f"{path}: a model YAML must be a mapping with nc, anchors, backbone and head")
+    if d.get("scales") and "scale" not in d:
+        d["scale"] = scale_from_name(cfg)
+        if d["scale"] is None:
+            del d["scale"]
     return d, str(path)
 
 
@@ -77,28 +97,34 @@ class Model(nn.Module):
             self.info()
 
     @property
-    def detect(self) -> Detect | None:
-        """The detection head (last layer) or None for a headless graph."""
-        last = self.model[-1]
-        return last if isinstance(last, Detect) else None
+    def detect(self) -> DetectionHead | None:
+        """The detection head (last layer) or None for a headless graph (see models/head_protocol.py)."""
+        return find_head(self)
 
     @property
     def stride(self) -> torch.Tensor:
         head = self.detect
         return head.stride if head is not None else torch.tensor([32.0])
 
-    def _init_head(self, head: Detect, ch: int) -> None:
-        """Strides from a dummy forward, anchors to grid units in stride order, bias priors."""
+    def _init_head(self, head: DetectionHead, ch: int) -> None:
+        """Strides from a dummy forward, anchors (if any) to grid units in stride order, bias priors."""
         s = 256
         was_training = self.training
         self.eval()  # the probe must not move BatchNorm statistics (pretrained backbones keep theirs)
         with torch.no_grad():
             feats = self._forward_once(torch.zeros(1, ch, s, s), upto_head=True, annotate=True)
         self.train(was_training)
-        head.stride.copy_(torch.tensor([s / f.shape[-2] for f in feats]))
-        head.anchors /= head.stride.view(-1, 1, 1)
-        if head.check_anchor_order():
-            LOGGER.info("Reversing anchor order to follow the stride order")
+        feats = feats if isinstance(feats, list) else [feats]
+        strides = [s / f.shape[-2] for f in feats]
+        if not head.has_anchors and any(b <= a for a, b in zip(strides, strides[1:])):
+            raise ModelConfigError(f"{self.yaml_file}: layer {self.model[-1].i} (Detect, from {self.model[-1].f}): "
+                                   f"its inputs have strides {strides}; the anchor-free head takes levels from "
+                                   f"fine to coarse (e.g. P3, P4, P5), each a different stride")
+        head.stride.copy_(torch.tensor(strides))
+        if head.has_anchors:
+            head.anchors /= head.stride.view(-1, 1, 1)
+            if head.check_anchor_order():
+                LOGGER.info("Reversing anchor order to follow the stride order")
         head.initialize_biases(convs=head.output_convs(self.model))
 
     def forward(self, x: torch.Tensor, augment: bool = False):
@@ -160,18 +186,33 @@ class Model(nn.Module):
                 m.fuse()
         return self
 
+    def thop_custom_ops(self) -> dict | None:
+        """The head family's own FLOPs rules for thop (None: thop's defaults, as YOLOv5 counts)."""
+        rules = getattr(self.detect, "thop_rules", None)
+        return rules() if rules else None
+
     def layer_count(self) -> int:
-        """YOLOv5 v7.0's "N layers": len(modules()) with the Convs' default activation counted once, as it shares it."""
+        """The "N layers" of the original's summary, the Convs' default activation counted once as it shares it:
+        YOLOv5 v7.0 counts every module, ultralytics 8 (heads with `summary_counts_leaves`) only leaf modules."""
         default = type(make_act(parse_activation(self.yaml.get("activation"), self.yaml_file)))
         shared = [m for m in self.modules() if isinstance(m, Conv) and m.shares_default_act and type(m.act) is default]
-        return len(list(self.modules())) - max(len(shared) - 1, 0)
+        head = self.detect
+        counted = list(self.modules())
+        if head is not None and getattr(head, "summary_counts_leaves", False):
+            counted = [m for m in counted if not m._modules]
+        return len(counted) - max(len(shared) - 1, 0)
 
     def info(self, verbose: bool = False, img_size: int = 640) -> dict:
         return model_info(self, verbose=verbose, img_size=img_size, name=self.model_name, n_layers=self.layer_count())
 
     @property
     def model_name(self) -> str:
-        return Path(self.yaml_file).stem.replace("yolov5", "YOLOv5") if self.yaml_file else "Model"
+        if not self.yaml_file:
+            return "Model"
+        stem, scale = Path(self.yaml_file).stem, self.yaml.get("scale")
+        if scale and self.yaml.get("scales") and split_scale_name(stem) is None:  # yolov8.yaml at n -> yolov8n
+            stem = re.sub(r"(\d+)", lambda m: m[1] + scale, stem, count=1)
+        return stem.replace("yolov5", "YOLOv5").replace("yolov8", "YOLOv8").replace("yolo11", "YOLO11")
 
 
 def scale_img(img: torch.Tensor, ratio: float = 1.0, gs: int = 32) -> torch.Tensor:

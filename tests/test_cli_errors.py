@@ -30,14 +30,16 @@ def run_scripts(commands: list[tuple[str, list[str], dict]], cwd: Path) -> list[
 
 
 def assert_user_error(r: subprocess.CompletedProcess, script: str, *message: str) -> None:
-    """Status 2, no traceback, the last stderr line is `<script name>: error: ...` naming `message`."""
+    """Status 2, no traceback, stderr ends with one `<script name>: error: ...` message (which may go on over
+    a few lines, e.g. the places a file was looked for) naming `message`."""
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{Path(script).name}: error: "), r.stderr
-    assert [ln for ln in r.stderr.splitlines() if ": error: " in ln] == [last]
+    errors = [i for i, ln in enumerate(r.stderr.splitlines()) if ": error: " in ln]
+    assert len(errors) == 1, r.stderr
+    error = "\n".join(r.stderr.splitlines()[errors[0]:])
+    assert error.startswith(f"{Path(script).name}: error: "), r.stderr
     for m in message:
-        assert m in last, last
+        assert m in error, error
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The dataset YAML zoo (data/*.yaml, data/hyps/) and the name resolution of --data / --cfg / --hyp."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml

@@ -85,17 +85,20 @@ def test_every_yaml_builds_runs_forward_and_backward(name):
     model = Model(f"{name}.yaml", nc=3)
     x = torch.rand(2, 3, 64, 64)
     raw = model.train()(x)
-    assert len(raw) == model.detect.nl
+    head = model.detect
+    assert len(raw) == head.nl
+    na = head.na if head.has_anchors else 1  # anchor-free: one prediction per cell, maps (B, 4*reg_max + nc, H, W)
     for p, s in zip(raw, model.stride.tolist()):
-        assert p.shape == (2, model.detect.na, int(64 / s), int(64 / s), 8)
+        shape = (2, na, int(64 / s), int(64 / s), 8) if head.has_anchors else (2, head.no, int(64 / s), int(64 / s))
+        assert p.shape == shape
     sum(p.float().pow(2).mean() for p in raw).backward()
-    grads = [p.grad for p in model.parameters()]
+    grads = [p.grad for p in model.parameters() if p.requires_grad]  # (the DFL decode conv is fixed)
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     model.eval()
     with torch.no_grad():
         out, _ = model(x)
-    n_cells = sum(model.detect.na * int(64 / s) ** 2 for s in model.stride.tolist())
-    assert out.shape == (2, n_cells, 8)
+    n_cells = sum(na * int(64 / s) ** 2 for s in model.stride.tolist())
+    assert out.shape == (2, n_cells, 4 + head.has_objectness + 3)
     assert ((out[..., 4:] >= 0) & (out[..., 4:] <= 1)).all()
     reloaded = model_from_checkpoint(make_checkpoint(model), name).eval()  # YAML + state_dict -> same model
     with torch.no_grad():

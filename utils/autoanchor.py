@@ -93,13 +93,16 @@ def check_anchor_order(head: Any) -> bool:
     return True
 
 
-def check_anchors(dataset: Any, head: Any, thr: float = 4.0, imgsz: int = 640, rng: Any = None) -> AnchorCheck:
+def check_anchors(dataset: Any, head: Any, thr: float = 4.0, imgsz: int = 640, rng: Any = None) -> AnchorCheck | None:
     """Check the head's anchors against `dataset.shapes`/`dataset.labels`; refit them when BPR < 0.98.
 
     Label sizes get a random 0.9-1.1 scale per image, drawn with `rng.uniform` (default: numpy's global
     RNG, so `np.random.seed(0)` reproduces YOLOv5). New anchors are kept only if their BPR is higher; they
     are written into `head.anchors` (grid units, stride order), so the model's state_dict carries them.
     """
+    if not getattr(head, "has_anchors", True):  # the head contract (models/head_protocol.py)
+        LOGGER.info(f"{PREFIX}skipped: the head is anchor-free")
+        return None
     rng = np.random if rng is None else rng
     n_img = len(dataset.shapes)
     scale = rng.uniform(0.9, 1.1, size=(n_img, 1))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
+from utils.cli import UserKeyError, UserTypeError, UserValueError
 from utils.resolve import resolve_file
 
 HYP_KEYS = (
@@ -14,7 +14,7 @@ HYP_KEYS = (
     "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
     "flipud", "fliplr", "mosaic", "mixup", "copy_paste",
 )
-OPTIONAL_KEYS = ("anchors", "label_smoothing")  # tolerated: some YOLOv5 hyp files carry them
+OPTIONAL_KEYS = ("anchors", "label_smoothing", "dfl")  # tolerated: some YOLOv5 hyp files carry the first two; dfl is the anchor-free loss gain (hyp.v8.yaml)
 
 
 def validate_hyp(hyp: dict, source: str = "<hyp>") -> dict[str, float]:

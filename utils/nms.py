@@ -1,7 +1,9 @@
 """Non-maximum suppression of raw detector output, YOLOv5 v7.0 semantics, vectorised over the batch.
 
 Input rows are `[cx, cy, w, h, obj, cls_0 .. cls_{nc-1}]` in input pixels. A row is a candidate when
-`obj > conf_thres`; its class scores become `obj * cls`. Candidate selection, scoring and the class filter
+`obj > conf_thres`; its class scores become `obj * cls`. Heads without objectness (the anchor-free YOLOv8 /
+YOLO11 head, `has_objectness=False`) give `[cx, cy, w, h, cls_0 ..]` rows, candidates when their best class
+score passes `conf_thres` (as ultralytics 8 does). Candidate selection, scoring and the class filter
 run once for the whole batch; only the sort and torchvision's NMS run per image (with the class-offset
 trick: boxes shifted by `cls * MAX_WH` so that boxes of different classes never overlap).
 """
@@ -21,13 +23,13 @@ LOGGER = logging.getLogger(__name__)
 MAX_WH = 7680  # class offset in pixels; larger than any image side, as YOLOv5 uses
 
 
-def _check_args(prediction: torch.Tensor, conf_thres: float, iou_thres: float) -> None:
+def _check_args(prediction: torch.Tensor, conf_thres: float, iou_thres: float, n_extra: int = 5) -> None:
     if not 0 <= conf_thres <= 1:
         raise ValueError(f"conf_thres={conf_thres} must be in [0, 1]")
     if not 0 <= iou_thres <= 1:
         raise ValueError(f"iou_thres={iou_thres} must be in [0, 1]")
-    if prediction.ndim != 3 or prediction.shape[2] < 6:
-        raise ValueError(f"prediction must be (batch, n, 5 + nc) with nc >= 1, got {tuple(prediction.shape)}")
+    if prediction.ndim != 3 or prediction.shape[2] < n_extra + 1:
+        raise ValueError(f"prediction must be (batch, n, {n_extra} + nc) with nc >= 1, got {tuple(prediction.shape)}")
 
 
 def _label_rows(labels: Sequence[torch.Tensor], nc: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,8 +51,10 @@ def _label_rows(labels: Sequence[torch.Tensor], nc: int, like: torch.Tensor) -> 
 
 
 def _candidates(prediction: torch.Tensor, conf_thres: float, multi_label: bool,
-                labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                labels: Sequence[torch.Tensor], has_objectness: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """All (image, box, class) candidates of the batch as (K, 6) [x1, y1, x2, y2, conf, cls] + image index (K,)."""
+    if not has_objectness:  # [box, cls...] rows: the best class score plays objectness's role in the pre-filter
+        prediction = torch.cat((prediction[..., :4], prediction[..., 4:].amax(-1, keepdim=True), prediction[..., 4:]), -1)
     nc = prediction.shape[2] - 5
     img, row = (prediction[..., 4] > conf_thres).nonzero(as_tuple=True)  # row-major: image by image
     x = prediction[img, row]
@@ -59,7 +63,7 @@ def _candidates(prediction: torch.Tensor, conf_thres: float, multi_label: bool,
         x, img = torch.cat((x, lx)), torch.cat((img, limg))
         img, order = img.sort(stable=True)  # labels go after the image's own rows, as YOLOv5 appends them
         x = x[order]
-    scores = x[:, 5:] * x[:, 4:5]
+    scores = x[:, 5:] * x[:, 4:5] if has_objectness else x[:, 5:]
     box = xywh2xyxy(x[:, :4])
     if multi_label:
         i, j = (scores > conf_thres).nonzero(as_tuple=True)
@@ -82,7 +86,8 @@ def _nms_one(det: torch.Tensor, iou_thres: float, agnostic: bool, max_det: int, 
 def non_max_suppression(prediction: torch.Tensor | Sequence[torch.Tensor], conf_thres: float = 0.25,
                         iou_thres: float = 0.45, classes: Sequence[int] | None = None, agnostic: bool = False,
                         multi_label: bool = False, labels: Sequence[torch.Tensor] = (), max_det: int = 300,
-                        max_nms: int = 30000, time_limit: float | None = None) -> list[torch.Tensor]:
+                        max_nms: int = 30000, time_limit: float | None = None,
+                        has_objectness: bool = True) -> list[torch.Tensor]:
     """NMS of (B, N, 5 + nc) predictions -> per image an (n, 6) tensor [x1, y1, x2, y2, conf, cls].
 
     `classes` keeps only those class indices; `agnostic` suppresses across classes; `multi_label` keeps
@@ -92,13 +97,14 @@ def non_max_suppression(prediction: torch.Tensor | Sequence[torch.Tensor], conf_
     """
     if isinstance(prediction, (list, tuple)):  # eval-mode models return (inference_out, raw_levels)
         prediction = prediction[0]
-    _check_args(prediction, conf_thres, iou_thres)
-    bs, nc = prediction.shape[0], prediction.shape[2] - 5
+    n_extra = 5 if has_objectness else 4  # box + objectness, or box alone (the head's `has_objectness`)
+    _check_args(prediction, conf_thres, iou_thres, n_extra)
+    bs, nc = prediction.shape[0], prediction.shape[2] - n_extra
     time_limit = 0.5 + 0.05 * bs if time_limit is None else time_limit
     start = time.time()
     output = [prediction.new_zeros((0, 6)) for _ in range(bs)]
 
-    det, img = _candidates(prediction, conf_thres, multi_label and nc > 1, labels)
+    det, img = _candidates(prediction, conf_thres, multi_label and nc > 1, labels, has_objectness)
     if classes is not None:
         wanted = torch.as_tensor(classes, dtype=det.dtype, device=det.device)
         keep = (det[:, 5:6] == wanted).any(1)

@@ -64,11 +64,19 @@ def gflops(model: nn.Module, img_size: int | tuple[int, int] = 640) -> float:
     s = max(stride, 32)
     p = next(model.parameters())
     ch = getattr(model, "yaml", {}).get("ch", 3)
-    probe = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        macs = thop.profile(probe, inputs=(torch.empty((1, ch, s, s), device=p.device, dtype=p.dtype),), verbose=False)[0]
     size = img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size)
-    return macs / 1e9 * 2 * size[0] / s * size[1] / s
+    # a model may count some modules its own way (ultralytics 8 conventions: models/detect_v8.thop_rules)
+    custom_ops = model.thop_custom_ops() if hasattr(model, "thop_custom_ops") else None
+    probe = copy.deepcopy(model).eval()
+    extra: list[float] = []  # modules with `extra_macs(x)` count what thop cannot see (attention's matmuls)
+    for m in probe.modules():
+        if hasattr(m, "extra_macs"):
+            m.register_forward_hook(lambda mod, x, y: extra.append(mod.extra_macs(x[0])))
+    with torch.no_grad():
+        macs = thop.profile(probe, inputs=(torch.empty((1, ch, s, s), device=p.device, dtype=p.dtype),),
+                            custom_ops=custom_ops or {}, verbose=False)[0]
+    area = size[0] / s * size[1] / s  # per-position counts scale with the area, all-pairs ones with its square
+    return (macs * area + sum(extra) * area ** 2) / 1e9 * 2
 
 
 def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, name: str = "Model",
