@@ -294,3 +294,13 @@ def test_epoch_over_a_plain_list_plots_its_first_batches(tmp_path: Path) -> None
     imgs, targets, paths, _ = batches[1]
     plot_images(imgs, targets, paths, tmp_path / "want.jpg", ["a", "b"])
     assert (tmp_path / "run" / "train_batch1.jpg").read_bytes() == (tmp_path / "want.jpg").read_bytes()
+
+
+def test_the_progress_bar_shows_epoch_losses_and_sizes(capsys: pytest.CaptureFixture) -> None:
+    ctx = _ctx(_Net(), _batches(2, size=8))
+    mloss = train_epoch(ctx, 3)
+    err = capsys.readouterr().err
+    assert _bar_text(3, 5, torch.device("cpu"), mloss, 2, 8) in err  # last batch: 2 labels, 8 px
+    ctx.dist = DistInfo(rank=1, local_rank=1, world_size=2)
+    train_epoch(ctx, 4)
+    assert capsys.readouterr().err == ""  # only the main process draws a bar
