@@ -31,8 +31,9 @@ OFFICIAL = {
 }
 
 ZOO = sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
-# the largest forward+backward runs (over 5 s each on the 2-core CPU): left out of the `-m "not slow"` loop
-HEAVY_ZOO = {"yolov5l", "yolov5x", "yolov5s6", "yolov5s-v3", "yolov5s-v5", "yolov5s-timm-resnet18"}
+# the largest forward+backward runs (the slowest on the shared 2-core CPU): left out of the `-m "not slow"` loop
+HEAVY_ZOO = {"yolov5l", "yolov5x", "yolov5s6", "yolov5s-v3", "yolov5s-v5", "yolov5s-timm-resnet18", "yolov5m",
+             "yolov3", "yolov3-spp", "yolov5-p2", "yolov5s-convnext", "yolov5s-tv-resnet18"}
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL))

@@ -280,3 +280,27 @@ def test_plot_batch_writes_the_first_three(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg"]
     ctx.plot_dir = None
     _plot_batch(ctx, 0, imgs, targets, paths)
+
+
+def test_epoch_over_a_plain_list_plots_its_first_batches(tmp_path: Path) -> None:
+    """Any iterable of batches works (no .sampler needed); train_batch0-2.jpg show the batches with their labels."""
+    from utils.plot_labels import plot_images
+
+    batches = list(_batches(4, size=32))
+    ctx = _ctx(_Net(), batches, plot_dir=tmp_path / "run", names=["a", "b"])
+    (tmp_path / "run").mkdir()
+    train_epoch(ctx, 0)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [f"train_batch{i}.jpg" for i in range(3)]
+    imgs, targets, paths, _ = batches[1]
+    plot_images(imgs, targets, paths, tmp_path / "want.jpg", ["a", "b"])
+    assert (tmp_path / "run" / "train_batch1.jpg").read_bytes() == (tmp_path / "want.jpg").read_bytes()
+
+
+def test_the_progress_bar_shows_epoch_losses_and_sizes(capsys: pytest.CaptureFixture) -> None:
+    ctx = _ctx(_Net(), _batches(2, size=8))
+    mloss = train_epoch(ctx, 3)
+    err = capsys.readouterr().err
+    assert _bar_text(3, 5, torch.device("cpu"), mloss, 2, 8) in err  # last batch: 2 labels, 8 px
+    ctx.dist = DistInfo(rank=1, local_rank=1, world_size=2)
+    train_epoch(ctx, 4)
+    assert capsys.readouterr().err == ""  # only the main process draws a bar

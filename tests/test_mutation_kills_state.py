@@ -5,6 +5,7 @@ contract directly (docs/mutation_testing.md lists the mutants they were written 
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -20,20 +21,27 @@ NAMES = ["circle", "square"]
 HYP = {"lr0": 0.01, "momentum": 0.9}
 OPT = {"epochs": 5, "batch_size": 2}
 RESULTS = [0.5, 0.25, 0.125, 0.0625, 0.1, 0.2, 0.3]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def _fresh() -> tuple[Model, torch.optim.Optimizer, ModelEMA]:
+@pytest.fixture(scope="module")
+def base() -> Model:
+    """One freshly initialised model (built once: building takes seconds); tests work on copies."""
     torch.manual_seed(0)
-    model = Model("yolov5n.yaml", nc=len(NAMES))
+    return Model("yolov5n.yaml", nc=len(NAMES))
+
+
+def _fresh(base: Model) -> tuple[Model, torch.optim.Optimizer, ModelEMA]:
+    model = copy.deepcopy(base)
     return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True), ModelEMA(model)
 
 
-def _trained() -> tuple[Model, torch.optim.Optimizer, ModelEMA, torch.amp.GradScaler]:
-    """Three SGD steps with EMA updates, so weights, momentum buffers and EMA all differ from a fresh start."""
-    model, optimizer, ema = _fresh()
+def _trained(base: Model) -> tuple[Model, torch.optim.Optimizer, ModelEMA, torch.amp.GradScaler]:
+    """Two SGD steps with EMA updates, so weights, momentum buffers and EMA all differ from a fresh start."""
+    model, optimizer, ema = _fresh(base)
     torch.manual_seed(1)
-    for _ in range(3):
-        loss = sum(p.float().pow(2).mean() for p in model.train()(torch.rand(2, 3, 64, 64)))
+    for _ in range(2):
+        loss = sum(p.float().pow(2).mean() for p in model.train()(torch.rand(2, 3, 32, 32)))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -53,8 +61,8 @@ def _equal_state(a: object, b: object) -> bool:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
-    model, optimizer, ema, scaler = trained = _trained()
+def saved(tmp_path_factory: pytest.TempPathFactory, base: Model) -> tuple[Path, tuple]:
+    model, optimizer, ema, scaler = trained = _trained(base)
     ckpt = training_checkpoint(ema.ema, model, NAMES, epoch=3, best_fitness=0.375, ema_updates=ema.updates,
                                optimizer=optimizer, scaler_state=scaler.state_dict(), hyp=HYP, opt=OPT,
                                results=RESULTS)
@@ -66,7 +74,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
 def test_checkpoint_stores_every_resume_field(saved: tuple[Path, tuple]) -> None:
     path, (model, optimizer, ema, scaler) = saved
     ckpt, state = read_train_state(path)
-    assert state["epoch"] == 3 and state["best_fitness"] == 0.375 and state["ema_updates"] == 3 == ema.updates
+    assert state["epoch"] == 3 and state["best_fitness"] == 0.375 and state["ema_updates"] == 2 == ema.updates
     assert state["hyp"] == HYP and state["opt"] == OPT and state["results"] == RESULTS
     assert _equal_state(state["model"], model.state_dict()), "raw (non-EMA) weights"
     assert _equal_state(ckpt["state_dict"], ema.ema.state_dict()), "EMA weights, float32"
@@ -77,32 +85,32 @@ def test_checkpoint_stores_every_resume_field(saved: tuple[Path, tuple]) -> None
     assert ckpt["names"] == NAMES
 
 
-def test_restore_gives_back_weights_optimizer_ema_and_scaler(saved: tuple[Path, tuple]) -> None:
+def test_restore_gives_back_weights_optimizer_ema_and_scaler(saved: tuple[Path, tuple], base: Model) -> None:
     path, (model, optimizer, ema, scaler) = saved
     ckpt, state = read_train_state(path)
-    model2, optimizer2, ema2 = _fresh()
+    model2, optimizer2, ema2 = _fresh(base)
     scaler2 = torch.amp.GradScaler("cpu")
     restore(state, model2, optimizer2, ema2, ckpt["state_dict"], scaler2)
     assert _equal_state(model2.state_dict(), model.state_dict())
     assert _equal_state(optimizer2.state_dict(), optimizer.state_dict())
-    assert ema2.updates == ema.updates == 3
+    assert ema2.updates == ema.updates == 2
     assert _equal_state(ema2.ema.state_dict(), ema.ema.state_dict())
     assert scaler2.get_scale() == 512.0
 
 
-def test_restore_skips_an_empty_scaler_state(saved: tuple[Path, tuple]) -> None:
+def test_restore_skips_an_empty_scaler_state(saved: tuple[Path, tuple], base: Model) -> None:
     path, _ = saved
     ckpt, state = read_train_state(path)
-    model2, optimizer2, ema2 = _fresh()
+    model2, optimizer2, ema2 = _fresh(base)
     scaler2 = torch.amp.GradScaler("cpu", init_scale=8.0)
     restore({**state, "scaler": {}}, model2, optimizer2, ema2, ckpt["state_dict"], scaler2)
     assert scaler2.get_scale() == 8.0
 
 
-def test_restore_casts_half_ema_weights_to_float(saved: tuple[Path, tuple]) -> None:
+def test_restore_casts_half_ema_weights_to_float(saved: tuple[Path, tuple], base: Model) -> None:
     path, _ = saved
     ckpt, state = read_train_state(path)
-    model2, optimizer2, ema2 = _fresh()
+    model2, optimizer2, ema2 = _fresh(base)
     half = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     restore(state, model2, optimizer2, ema2, half, torch.amp.GradScaler("cpu"))
     for k, v in ema2.ema.state_dict().items():
@@ -128,16 +136,16 @@ def test_strip_keeps_only_the_summary_and_half_ema(saved: tuple[Path, tuple], tm
         read_train_state(stripped)
 
 
-def test_strip_of_a_plain_checkpoint_marks_it_finished(tmp_path: Path) -> None:
-    model, _, _ = _fresh()
+def test_strip_of_a_plain_checkpoint_marks_it_finished(tmp_path: Path, base: Model) -> None:
+    model, _, _ = _fresh(base)
     path = tmp_path / "plain.pt"
     torch.save(make_checkpoint(model, NAMES), path)
     strip_checkpoint(path)
     assert torch.load(path, map_location="cpu", weights_only=True)[STATE_KEY] == {"finished": True}
 
 
-def test_a_checkpoint_without_train_state_is_refused(tmp_path: Path) -> None:
-    model, _, _ = _fresh()
+def test_a_checkpoint_without_train_state_is_refused(tmp_path: Path, base: Model) -> None:
+    model, _, _ = _fresh(base)
     path = tmp_path / "plain.pt"
     torch.save(make_checkpoint(model, NAMES), path)
     with pytest.raises(CheckpointError, match="no training state"):

@@ -103,6 +103,7 @@ def mutmut_config(module: str, tests: list[str], slow: bool, top_level: list[str
         f"pytest_add_cli_args = {toml_list(cli_args)}",
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
         'process_isolation = "forkserver"',
+        "timeout_multiplier = 60.0",  # wall-clock limit per mutant; 15 (the default) is too tight on a loaded CPU
         "use_git_change_detection = false",
         "",
     ])
