@@ -42,7 +42,7 @@ def resolve_cfg(cfg: str | Path) -> Path:
     falls back to its `scales:` file ('yolov8n.yaml' -> 'yolov8.yaml', see models/scales.py)."""
     try:
         return resolve_file(cfg, "cfg")
-    except FileNotFoundError:
+    except FileNotFoundError as not_found:
         p = Path(cfg)
         unified = split_scale_name(p.stem if p.suffix in (".yaml", ".yml") else p.name)
         if not unified:
@@ -50,8 +50,8 @@ def resolve_cfg(cfg: str | Path) -> Path:
         try:
             return resolve_file(p.with_name(unified[0] + ".yaml"), "cfg")
         except FileNotFoundError:
-            raise UserFileNotFoundError(f"model YAML not found: {cfg}, nor its scales file {unified[0]}.yaml "
-                                        f"(looked where utils/resolve.py looks)") from None
+            raise UserFileNotFoundError(f"{not_found}\nnor its scales file {unified[0]}.yaml "
+                                        f"(scale '{unified[1]}')") from None
 
 
 def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
