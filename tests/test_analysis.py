@@ -249,6 +249,7 @@ def test_anchor_metrics_match_reference_and_kmeans_improves(yolov5n: Model, tmp_
     _picture_ok(plot_anchors(wh, [before, after], tmp_path / "anchors.png"))
 
 
+@pytest.mark.slow
 def test_anchor_tool_writes_picture_and_summary(coco_few: Path, tmp_path: Path) -> None:
     out = _tool("anchor_analysis").main(["--cfg", "yolov5n.yaml", "--data", str(coco_few), "--gen", "20",
                                          "--project", str(tmp_path)])

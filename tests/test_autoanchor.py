@@ -1,7 +1,6 @@
 """AutoAnchor on coco128 against the official check_anchors results, k-means + GA quality, order checks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,8 +126,6 @@ def test_anchors_yaml_rows() -> None:
 
 
 def test_cli_prints_anchor_rows(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    if not (importlib.util.find_spec("utils.data_yaml") and importlib.util.find_spec("utils.dataloaders")):
-        pytest.skip("utils.data_yaml / utils.dataloaders not available on this branch yet")
     root = shared_path("datasets", "coco128")
     cfg = tmp_path / "data.yaml"
     cfg.write_text(f"path: {root}\ntrain: images/train2017\nval: images/train2017\nnc: 80\n"

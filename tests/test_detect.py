@@ -93,6 +93,7 @@ def _make_video(path: Path, image: Path, n: int = 5) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_video_and_stream_sources(weights, images, tmp_path):
     video = _make_video(tmp_path / "clip.avi", images / f"{STEMS[0]}.jpg")
     save_dir, res = _run(weights, video, tmp_path, vid_stride=2, save_txt=True)

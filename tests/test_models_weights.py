@@ -143,6 +143,7 @@ def test_not_a_zip_is_refused(tmp_path):
     assert not zipfile.is_zipfile(path)
 
 
+@pytest.mark.slow
 def test_cli_prints_table_and_summary():
     out = subprocess.run([sys.executable, "models/yolo.py", "--cfg", "yolov5s.yaml"], cwd=REPO, capture_output=True,
                          text=True, check=True)

@@ -174,6 +174,7 @@ def _final_state(run: Path) -> dict:
             "optimizer": s["optimizer"], "last_opt_step": s["last_opt_step"], "epoch": s["epoch"]}
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
     """Resumed after epoch 0: raw weights, optimizer (momentum buffers, lrs), EMA weights and update count,
     and the learning rate of every epoch (the scheduler) as in the run that was never stopped."""
@@ -198,6 +199,7 @@ def _restore_ema_updates_reset(state, model, optimizer, ema, ema_weights, scaler
     _restore({**state, "ema_updates": 0}, model, optimizer, ema, ema_weights, scaler)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", [_restore_fresh_optimizer, _restore_ema_updates_reset], ids=["optimizer", "ema"])
 def test_resume_comparison_rejects_broken_restore(uninterrupted, tmp_path, monkeypatch, broken):
     monkeypatch.setattr(state_mod, "restore", broken)

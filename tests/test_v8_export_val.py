@@ -28,6 +28,7 @@ def calibrated_weights(tmp_path_factory):
     return path, ref
 
 
+@pytest.mark.slow
 def test_export_detect_val_without_objectness(calibrated_weights, tmp_path, one_thread):
     pytest.importorskip("onnxruntime")
     w, ref = calibrated_weights

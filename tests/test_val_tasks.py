@@ -37,6 +37,7 @@ def _confidences(folder: Path) -> list[float]:
     return [float(ln.split()[5]) for f in (folder / "labels").glob("*.txt") for ln in f.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_speed_task_thresholds_and_timings(data, tmp_path, caplog):
     weights = str(shared_path("weights", "yolov5n.pt"))
     common = ["--data", str(data), "--img", "160", "--batch", "2", "--workers", "0",
@@ -57,6 +58,7 @@ def test_speed_task_thresholds_and_timings(data, tmp_path, caplog):
     assert not list((tmp_path / "runs" / "speed").glob("*.png"))  # no plots
 
 
+@pytest.mark.slow
 def test_study_task_one_row_per_size(data, tmp_path):
     weights = str(shared_path("weights", "yolov5n.pt"))
     sizes = [96, 160, 224]
