@@ -200,7 +200,8 @@ def _save(run: _Run, epoch: int, fi: float, final: bool) -> None:
 def _end_epoch(run: _Run, epoch: int, mloss: torch.Tensor, stopper, tb) -> bool:
     """Scheduler step, validation, fitness, checkpoints, results.csv/TensorBoard; returns 'stop now'."""
     from utils.metrics import fitness
-    from utils.train.loggers import append_results_csv
+    from utils.train.loggers import append_results_csv, result_keys
+    from utils.train.loop import loss_names
 
     lr = [g["lr"] for g in run.ctx.optimizer.param_groups]
     run.scheduler.step()
@@ -214,8 +215,9 @@ def _end_epoch(run: _Run, epoch: int, mloss: torch.Tensor, stopper, tb) -> bool:
     stop = stopper(epoch, fi)
     run.best_fitness = max(run.best_fitness, fi)
     values = mloss.tolist() + run.results + lr
-    append_results_csv(run.save_dir / "results.csv", epoch, values)
-    tb.log_epoch(epoch, values)
+    keys = result_keys(loss_names(run.ctx.compute_loss))
+    append_results_csv(run.save_dir / "results.csv", epoch, values, keys)
+    tb.log_epoch(epoch, values, keys)
     _save(run, epoch, fi, final or stop)
     return stop
 
@@ -255,7 +257,7 @@ def _epochs(run: _Run) -> tuple[int, list[str]]:
     """The epoch loop; returns (epochs run in this process, per-rank parameter hashes)."""
     from utils.train.ddp import broadcast_flag, gather_strings, params_hash
     from utils.train.loggers import TensorBoardLogger
-    from utils.train.loop import header, train_epoch
+    from utils.train.loop import header, loss_names, train_epoch
     from utils.train.setup import reset_loader
 
     opts, ctx = run.opts, run.ctx
@@ -272,7 +274,7 @@ def _epochs(run: _Run) -> tuple[int, list[str]]:
             if opts.image_weights:
                 _resample_images(run)
             if run.info.main:
-                LOGGER.info("\n" + header())
+                LOGGER.info("\n" + header(loss_names(ctx.compute_loss)))
             mloss = train_epoch(ctx, epoch)
             done += 1
             stop = _end_epoch(run, epoch, mloss, stopper, tb)

@@ -40,3 +40,27 @@ def test_yolov5_heads_keep_their_loss():
     model = Model("yolov5n.yaml")
     assert isinstance(make_loss(model.detect, {"box": 0.05, "obj": 1.0, "cls": 0.5, "anchor_t": 4.0}, 80, 640),
                       ComputeLoss)
+
+
+@pytest.mark.slow
+def test_training_run_names_the_v8_loss_items(tmp_path, one_thread, caplog):
+    """results.csv, the epoch header and the loss-curve tool name the anchor-free loss's items box/cls/dfl
+    (YOLOv5 runs keep box/obj/cls)."""
+    import logging
+
+    from train import train
+    from utils.analysis.loss_curves import read_results, summary
+    from utils.train.loggers import read_results_csv
+    from utils.train.options import TrainOptions
+
+    data = demo_subset_yaml(tmp_path, 8, 4)
+    opts = TrainOptions(data=str(data), cfg="yolov8n.yaml", imgsz=64, epochs=1, batch_size=4, accumulate=1,
+                        noautoanchor=True, noplots=True, workers=0, project=str(tmp_path / "runs"), name="v8")
+    with caplog.at_level(logging.INFO, logger="yolo"):
+        res = train(opts)
+    cols, rows = read_results_csv(res.save_dir / "results.csv")
+    assert cols[1:4] == ["train/box_loss", "train/cls_loss", "train/dfl_loss"]
+    assert cols[8:11] == ["val/box_loss", "val/cls_loss", "val/dfl_loss"] and len(rows) == 1
+    assert all(v > 0 for v in rows[0][1:4])  # every item is a real loss
+    assert "box_loss   cls_loss   dfl_loss" in caplog.text
+    assert "last train box/cls/dfl" in summary([read_results(res.save_dir / "results.csv")])

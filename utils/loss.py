@@ -83,6 +83,7 @@ class FocalLoss(nn.Module):
 class ComputeLoss:
     """YOLOv5 loss: 1 - CIoU box loss, BCE objectness against the (clamped) IoU, BCE class loss."""
 
+    item_names = ("box", "obj", "cls")  # the three detached items, as results.csv names them
     sort_obj_iou = False  # YOLOv5 default: cells hit twice keep the last write, not the highest IoU
 
     def __init__(self, head: Any, hyp: dict[str, Any], autobalance: bool = False) -> None:

@@ -54,6 +54,8 @@ def pad_targets(targets: torch.Tensor, batch_size: int, scale: torch.Tensor) -> 
 class V8DetectionLoss:
     """Callable (preds, targets) -> (total (1,) x batch size, detached items [box, cls, dfl] (3,))."""
 
+    item_names = ("box", "cls", "dfl")  # as ultralytics names them in results.csv
+
     def __init__(self, head: Any, hyp: dict[str, Any], topk: int = 10) -> None:
         for key in ("box", "cls", "dfl"):
             if key not in hyp:

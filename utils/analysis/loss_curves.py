@@ -9,12 +9,21 @@ import numpy as np
 from utils.analysis.common import save_figure
 from utils.train.loggers import read_results_csv
 
-# (column, panel title) in YOLOv5's results.png order
-PANELS = (("train/box_loss", "train box loss"), ("train/obj_loss", "train obj loss"),
-          ("train/cls_loss", "train cls loss"), ("metrics/precision", "precision"), ("metrics/recall", "recall"),
-          ("val/box_loss", "val box loss"), ("val/obj_loss", "val obj loss"), ("val/cls_loss", "val cls loss"),
-          ("metrics/mAP_0.5", "mAP@0.5"), ("metrics/mAP_0.5:0.95", "mAP@0.5:0.95"))
 LR_COLUMNS = ("x/lr0", "x/lr1", "x/lr2")
+
+
+def loss_names(header: list[str] | tuple[str, ...]) -> list[str]:
+    """The loss items of a results.csv, from its train/<name>_loss columns (box/obj/cls, or box/cls/dfl)."""
+    return [c[len("train/"):-len("_loss")] for c in header if c.startswith("train/") and c.endswith("_loss")]
+
+
+def panels(header: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """(column, panel title) in YOLOv5's results.png order: train losses, P, R | val losses, mAP@0.5, mAP@0.5:0.95."""
+    names = loss_names(header)
+    return ([(f"train/{n}_loss", f"train {n} loss") for n in names]
+            + [("metrics/precision", "precision"), ("metrics/recall", "recall")]
+            + [(f"val/{n}_loss", f"val {n} loss") for n in names]
+            + [("metrics/mAP_0.5", "mAP@0.5"), ("metrics/mAP_0.5:0.95", "mAP@0.5:0.95")])
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,9 @@ def read_results(path: str | Path) -> Run:
     """Parse results.csv (see `read_results_csv`) and check it has the columns the panels need."""
     path = Path(path)
     header, rows = read_results_csv(path)
-    missing = [c for c in ("epoch",) + tuple(c for c, _ in PANELS) if c not in header]
+    missing = [c for c in ("epoch",) + tuple(c for c, _ in panels(header)) if c not in header]
+    if not loss_names(header):
+        missing.append("train/<name>_loss")
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
     data = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
@@ -51,13 +62,13 @@ def summary(runs: list[Run]) -> str:
             lines.append(f"{run.label}: no epochs in {run.path}")
             continue
         b = int(np.argmax(run.fitness()))
-        last = -1
+        names = loss_names(list(c))
+        train = "/".join(f"{c[f'train/{n}_loss'][-1]:.4f}" for n in names)
+        val = "/".join(f"{c[f'val/{n}_loss'][-1]:.4f}" for n in names)
         lines.append(f"{run.label} ({run.path}): {len(c['epoch'])} epochs; best epoch {int(c['epoch'][b])}: "
                      f"P {c['metrics/precision'][b]:.4f} R {c['metrics/recall'][b]:.4f} "
                      f"mAP@0.5 {c['metrics/mAP_0.5'][b]:.4f} mAP@0.5:0.95 {c['metrics/mAP_0.5:0.95'][b]:.4f}; "
-                     f"last train box/obj/cls {c['train/box_loss'][last]:.4f}/{c['train/obj_loss'][last]:.4f}/"
-                     f"{c['train/cls_loss'][last]:.4f}, val {c['val/box_loss'][last]:.4f}/"
-                     f"{c['val/obj_loss'][last]:.4f}/{c['val/cls_loss'][last]:.4f}")
+                     f"last train {'/'.join(names)} {train}, val {val}")
     return "\n".join(lines)
 
 
@@ -69,14 +80,16 @@ def plot_runs(runs: list[Run], fname: str | Path) -> Path:
 
     has_lr = any(c in run.columns for run in runs for c in LR_COLUMNS)
     fig, axes = plt.subplots(2, 6 if has_lr else 5, figsize=(20 if has_lr else 16, 6), squeeze=False)
-    panels = list(PANELS[:5]) + ([("lr", "learning rate")] if has_lr else []) + list(PANELS[5:])
-    for ax, (col, title) in zip(axes.ravel(), panels):
+    cols = panels(list(runs[0].columns))
+    half = len(cols) // 2
+    cols = cols[:half] + ([("lr", "learning rate")] if has_lr else []) + cols[half:]
+    for ax, (col, title) in zip(axes.ravel(), cols):
         for run in runs:
             x = run.columns["epoch"]
             if col == "lr":
                 for lr in (c for c in LR_COLUMNS if c in run.columns):
                     ax.plot(x, run.columns[lr], marker=".", label=f"{run.label} {lr[2:]}")
-            else:
+            elif col in run.columns:  # runs of two families side by side share the metric panels
                 ax.plot(x, run.columns[col], marker=".", label=run.label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")

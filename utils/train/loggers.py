@@ -6,20 +6,26 @@ from pathlib import Path
 
 LOGGER = logging.getLogger("yolo")
 
-RESULT_KEYS = (
-    "train/box_loss", "train/obj_loss", "train/cls_loss",
-    "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
-    "val/box_loss", "val/obj_loss", "val/cls_loss",
-    "x/lr0", "x/lr1", "x/lr2",
-)
+LOSS_NAMES = ("box", "obj", "cls")  # YOLOv5's loss items; a loss names its own in `item_names` (v8: box, cls, dfl)
 
 
-def append_results_csv(path: str | Path, epoch: int, values: list[float]) -> None:
-    """Append one row `epoch, values...` (header written when the file is new)."""
-    if len(values) != len(RESULT_KEYS):
-        raise ValueError(f"results row needs {len(RESULT_KEYS)} values, got {len(values)}")
+def result_keys(loss_names: tuple[str, ...] = LOSS_NAMES) -> tuple[str, ...]:
+    """results.csv columns after `epoch`, in YOLOv5's order, for a loss whose items are `loss_names`."""
+    return (*(f"train/{n}_loss" for n in loss_names),
+            "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+            *(f"val/{n}_loss" for n in loss_names), "x/lr0", "x/lr1", "x/lr2")
+
+
+RESULT_KEYS = result_keys()
+
+
+def append_results_csv(path: str | Path, epoch: int, values: list[float],
+                       keys: tuple[str, ...] = RESULT_KEYS) -> None:
+    """Append one row `epoch, values...` under the columns `keys` (header written when the file is new)."""
+    if len(values) != len(keys):
+        raise ValueError(f"results row needs {len(keys)} values, got {len(values)}")
     path = Path(path)
-    header = "" if path.exists() else ("%20s," % "epoch" + ",".join("%20s" % k for k in RESULT_KEYS)).rstrip(",") + "\n"
+    header = "" if path.exists() else ("%20s," % "epoch" + ",".join("%20s" % k for k in keys)).rstrip(",") + "\n"
     row = "%20.5g," % epoch + ",".join("%20.5g" % v for v in values)
     with open(path, "a", encoding="utf-8") as f:
         f.write(header + row + "\n")
@@ -67,11 +73,11 @@ class TensorBoardLogger:
         LOGGER.info(f"TensorBoard: start with 'tensorboard --logdir {Path(log_dir).parent}', "
                     "view at http://localhost:6006/")
 
-    def log_epoch(self, epoch: int, values: list[float]) -> None:
+    def log_epoch(self, epoch: int, values: list[float], keys: tuple[str, ...] = RESULT_KEYS) -> None:
         """One scalar per results column."""
         if self.writer is None:
             return
-        for key, value in zip(RESULT_KEYS, values):
+        for key, value in zip(keys, values):
             self.writer.add_scalar(key, value, epoch)
         self.writer.flush()
 

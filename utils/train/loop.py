@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from utils.train.amp import Precision
 from utils.train.ddp import DistInfo, maybe_no_sync
+from utils.train.loggers import LOSS_NAMES
 from utils.train.schedule import apply_warmup, warmup_accumulate
 
 NBS = 64  # YOLOv5's nominal batch size: one optimizer step per ~64 images by default
@@ -101,9 +102,10 @@ def forward_loss(ctx: LoopContext, imgs: torch.Tensor, targets: torch.Tensor) ->
     return loss, items
 
 
-def _check_finite(loss: torch.Tensor, items: torch.Tensor, epoch: int, i: int, paths: tuple) -> None:
+def _check_finite(loss: torch.Tensor, items: torch.Tensor, epoch: int, i: int, paths: tuple,
+                  names: tuple[str, ...] = LOSS_NAMES) -> None:
     if not torch.isfinite(loss).all():
-        names = ", ".join(f"{k}={v:.4g}" for k, v in zip(("box", "obj", "cls"), items.tolist()))
+        names = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, items.tolist()))
         raise TrainingDiverged(f"loss is not finite at epoch {epoch}, batch {i} ({names}; first image "
                                f"{paths[0] if paths else '?'}). Training stopped; weights/last.pt keeps the last "
                                "finished epoch. Try a lower lr0, --optimizer SGD, or check the labels.")
@@ -114,9 +116,14 @@ def _bar_text(epoch: int, epochs: int, device: torch.device, mloss: torch.Tensor
     return ("%11s" * 2 + "%11.4g" * 5) % (f"{epoch}/{epochs - 1}", mem, *mloss.tolist(), n, size)
 
 
-def header() -> str:
+def loss_names(compute_loss: object) -> tuple[str, ...]:
+    """The names of a loss's three items (`item_names`; YOLOv5's box, obj, cls when it states none)."""
+    return tuple(getattr(compute_loss, "item_names", LOSS_NAMES))
+
+
+def header(names: tuple[str, ...] = LOSS_NAMES) -> str:
     """The column titles printed above each epoch's bar."""
-    return ("%11s" * 7) % ("Epoch", "GPU_mem", "box_loss", "obj_loss", "cls_loss", "Instances", "Size")
+    return ("%11s" * 7) % ("Epoch", "GPU_mem", *(f"{n}_loss" for n in names), "Instances", "Size")
 
 
 def _plot_batch(ctx: LoopContext, ni: int, imgs: torch.Tensor, targets: torch.Tensor, paths: tuple) -> None:
@@ -149,7 +156,7 @@ def train_epoch(ctx: LoopContext, epoch: int) -> torch.Tensor:
         step = ni - ctx.last_opt_step >= accumulate
         with maybe_no_sync(ctx.model, step):
             loss, items = forward_loss(ctx, imgs, targets)
-            _check_finite(loss, items, epoch, i, paths)
+            _check_finite(loss, items, epoch, i, paths, loss_names(ctx.compute_loss))
             ctx.precision.scaler.scale(loss).backward()
         if step:
             optimizer_step(ctx)
