@@ -77,14 +77,19 @@ def _relative(value, where: str) -> str:
     return value
 
 
+def _check_keys(d, allowed, where: str, expected: str) -> None:
+    """`d` must be a mapping whose keys are all in `allowed` (errors name `where`)."""
+    if not isinstance(d, dict):
+        raise DownloadSpecError(f"{where}: expected {expected}")
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise DownloadSpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
 def _file(d, where: str) -> FileSpec:
     if isinstance(d, str):
         d = {"url": d, "sha256": None, "size": None, "archive": _guess_archive(d), "strip": "auto"}
-    if not isinstance(d, dict):
-        raise DownloadSpecError(f"{where}: expected a mapping with url, sha256, size, archive")
-    unknown = sorted(set(d) - _FILE_KEYS)
-    if unknown:
-        raise DownloadSpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_FILE_KEYS)}")
+    _check_keys(d, _FILE_KEYS, where, "a mapping with url, sha256, size, archive")
     url = d.get("url")
     if not isinstance(url, str) or urlparse(url).scheme not in ("http", "https"):
         raise DownloadSpecError(f"{where}.url: expected an http(s) URL, got {url!r}")
@@ -131,11 +136,7 @@ def parse_download(raw, source: str) -> DownloadSpec | None:
             raise DownloadSpecError(f"{where}: a string must be one http(s) URL; a download script is never run "
                                     f"(write the declarative form, see utils/downloads/spec.py)")
         return DownloadSpec(files=(_file(raw.strip(), f"{where}.files[0]"),))
-    if not isinstance(raw, dict):
-        raise DownloadSpecError(f"{where}: expected a URL or a mapping with `files:`")
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    if unknown:
-        raise DownloadSpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    _check_keys(raw, _TOP_KEYS, where, "a URL or a mapping with `files:`")
     files = raw.get("files")
     if not isinstance(files, list) or not files:
         raise DownloadSpecError(f"{where}.files: expected a non-empty list")

@@ -105,8 +105,8 @@ def forward_loss(ctx: LoopContext, imgs: torch.Tensor, targets: torch.Tensor) ->
 def _check_finite(loss: torch.Tensor, items: torch.Tensor, epoch: int, i: int, paths: tuple,
                   names: tuple[str, ...] = LOSS_NAMES) -> None:
     if not torch.isfinite(loss).all():
-        names = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, items.tolist()))
-        raise TrainingDiverged(f"loss is not finite at epoch {epoch}, batch {i} ({names}; first image "
+        values = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, items.tolist()))
+        raise TrainingDiverged(f"loss is not finite at epoch {epoch}, batch {i} ({values}; first image "
                                f"{paths[0] if paths else '?'}). Training stopped; weights/last.pt keeps the last "
                                "finished epoch. Try a lower lr0, --optimizer SGD, or check the labels.")
 
