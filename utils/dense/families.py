@@ -5,10 +5,13 @@ from typing import Any, Mapping
 
 from utils.cli import UserKeyError
 from utils.dense.atss import ATSSMath
+from utils.dense.fcos import FCOSMath
 from utils.dense.gfl import GFLMath
 from utils.dense.retina import RetinaMath
+from utils.dense.yolox import YOLOXMath
 
-FAMILIES = {"RetinaHead": RetinaMath, "ATSSHead": ATSSMath, "GFLHead": GFLMath}
+FAMILIES = {"RetinaHead": RetinaMath, "ATSSHead": ATSSMath, "GFLHead": GFLMath, "FCOSHead": FCOSMath,
+            "YOLOXHead": YOLOXMath}
 
 
 def build_family(head_cfg: Mapping[str, Any], where: str = "head_cfg") -> Any:

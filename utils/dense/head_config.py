@@ -84,6 +84,11 @@ def flag(cfg: Mapping[str, Any], key: str, where: str) -> bool:
     return cfg[key]
 
 
+def part_error(where: str, message: object) -> PartValueError:
+    """The error for a bad part or value at `where` (file and key path)."""
+    return PartValueError(f"{where}: {message}")
+
+
 def img_hw(img_size: int | Sequence[int]) -> tuple[int, int]:
     """(h, w) from an int (square) or an (h, w) pair."""
     if isinstance(img_size, int):
@@ -93,4 +98,4 @@ def img_hw(img_size: int | Sequence[int]) -> tuple[int, int]:
 
 
 __all__ = ["MODULE_KEYS", "PartKeyError", "PartValueError", "build_assigner", "check_keys", "check_train_cfg",
-           "flag", "head_defaults", "img_hw", "merge_cfg", "number"]
+           "flag", "head_defaults", "img_hw", "merge_cfg", "number", "part_error"]
