@@ -1,0 +1,143 @@
+"""The dense part registry and the head configs: YAML specs build parts; bad names and values name the file/key."""
+from __future__ import annotations
+
+import pytest
+
+from utils.cli import UserKeyError, UserValueError
+from utils.dense.atss import ATSSMath
+from utils.dense.families import FAMILIES, build_family
+from utils.dense.fcos import FCOSMath
+from utils.dense.gfl import GFLMath
+from utils.dense.head_config import merge_cfg
+from utils.dense.registry import PARTS, KINDS, PartKeyError, PartRegistry, PartValueError, build_part, register_part
+from utils.dense.retina import RetinaMath
+from utils.dense.yolox import YOLOXMath
+
+WHERE = "models/retinanet-r18.yaml: head_cfg.train_cfg.assigner"
+
+
+def test_every_kind_builds_by_name_with_parameters():
+    assert build_part("assigner", {"type": "ATSSAssigner", "topk": 9}, WHERE).topk == 9
+    assert build_part("assigner", {"type": "SimOTAAssigner", "center_radius": 2}, WHERE).center_radius == 2.0
+    gen = build_part("prior_generator", {"type": "AnchorGenerator", "strides": [8, 16], "ratios": [1.0],
+                                         "octave_base_scale": 8, "scales_per_octave": 1}, "x")
+    assert gen.num_base_priors == [1, 1]
+    assert build_part("bbox_coder", {"type": "DeltaXYWHBBoxCoder", "target_stds": [0.1, 0.1, 0.2, 0.2]}, "x").stds[3] == 0.2
+    assert build_part("loss", {"type": "IoULoss", "mode": "square", "eps": 1e-16}, "x").mode == "square"
+    assert build_part("sampler", {"type": "PseudoSampler"}, "x") is not None
+    for kind in KINDS:
+        assert PARTS.names(kind)
+    assert set(PARTS.names("loss")) == {"FocalLoss", "QualityFocalLoss", "DistributionFocalLoss", "IoULoss",
+                                        "GIoULoss", "L1Loss", "SmoothL1Loss", "CrossEntropyLoss"}
+
+
+def test_unknown_type_names_where_and_the_known_names():
+    with pytest.raises(PartKeyError) as e:
+        build_part("assigner", {"type": "ATSSAsigner", "topk": 9}, WHERE)
+    msg = str(e.value)
+    assert msg.startswith(f"{WHERE}.type: unknown assigner 'ATSSAsigner'")
+    assert "did you mean ATSSAssigner" in msg and "MaxIoUAssigner" in msg and "SimOTAAssigner" in msg
+    assert isinstance(e.value, UserKeyError)
+
+
+def test_unknown_and_missing_parameters():
+    with pytest.raises(PartKeyError) as e:
+        build_part("assigner", {"type": "ATSSAssigner", "top_k": 9}, WHERE)
+    assert str(e.value).startswith(f"{WHERE}.top_k: unknown parameter of ATSSAssigner; did you mean topk?")
+    assert "parameters: topk, alpha, ignore_iof_thr" in str(e.value)
+    with pytest.raises(PartKeyError, match=r"ATSSAssigner needs topk"):
+        build_part("assigner", {"type": "ATSSAssigner"}, WHERE)
+    with pytest.raises(PartKeyError, match=r"has no 'type'"):
+        build_part("loss", {"loss_weight": 1.0}, "x.yaml: head_cfg.loss_cls")
+    with pytest.raises(PartValueError, match=r"is a mapping"):
+        build_part("loss", "FocalLoss", "x.yaml: head_cfg.loss_cls")
+
+
+def test_bad_values_name_the_parameter():
+    with pytest.raises(PartValueError) as e:
+        build_part("assigner", {"type": "ATSSAssigner", "topk": "nine"}, WHERE)
+    assert str(e.value) == f"{WHERE}.topk: expected int, got 'nine'"
+    assert isinstance(e.value, UserValueError)
+    with pytest.raises(PartValueError, match=r"\.gamma: expected float, got True"):
+        build_part("loss", {"type": "FocalLoss", "gamma": True}, "x")
+    with pytest.raises(PartValueError, match=r"\.ratios: expected list\[float\]"):
+        build_part("prior_generator", {"type": "AnchorGenerator", "strides": [8], "ratios": [1, "a"],
+                                       "scales": [1.0]}, "x")
+    with pytest.raises(PartValueError, match=r"^x: bad ATSSAssigner parameters: topk must be a positive int"):
+        build_part("assigner", {"type": "ATSSAssigner", "topk": 0}, "x")
+    with pytest.raises(PartValueError, match=r"mode 'cube'"):
+        build_part("loss", {"type": "IoULoss", "mode": "cube"}, "x")
+    with pytest.raises(PartValueError, match=r"reduction"):
+        build_part("loss", {"type": "L1Loss", "reduction": "avg"}, "x")
+
+
+def test_register_part_and_duplicates():
+    reg = PartRegistry()
+    reg.add("assigner", RetinaMath, "MyAssigner")
+    with pytest.raises(KeyError, match="already registered"):
+        reg.add("assigner", RetinaMath, "MyAssigner")
+    with pytest.raises(KeyError, match="kinds"):
+        reg.add("matcher", RetinaMath)
+    with pytest.raises(KeyError, match="already registered"):
+        register_part("loss")(type("FocalLoss", (), {}))
+
+
+def test_merge_rule():
+    default = {"assigner": {"type": "ATSSAssigner", "topk": 9}, "pos_weight": -1}
+    assert merge_cfg(default, {"assigner": {"topk": 5}}) == {"assigner": {"type": "ATSSAssigner", "topk": 5},
+                                                             "pos_weight": -1}
+    replaced = merge_cfg(default, {"assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4}})
+    assert replaced["assigner"] == {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4}
+    assert default["assigner"]["topk"] == 9  # defaults untouched
+
+
+def test_family_defaults_and_overrides():
+    for cls, head in ((RetinaMath, "RetinaHead"), (FCOSMath, "FCOSHead"), (ATSSMath, "ATSSHead"),
+                      (GFLMath, "GFLHead"), (YOLOXMath, "YOLOXHead")):
+        assert FAMILIES[head] is cls
+        math = build_family({"type": head, "num_classes": 3, "in_channels": 32, "stacked_convs": 2})
+        assert isinstance(math, cls) and math.num_classes == 3
+    retina = RetinaMath({"num_classes": 2})
+    assert retina.num_base_priors == 9 and retina.strides == [8, 16, 32, 64, 128]
+    assert type(retina.loss_cls).__name__ == "FocalLoss" and retina.test_cfg["nms"]["iou_threshold"] == 0.5
+    maxiou_atss = ATSSMath({"train_cfg": {"assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5,
+                                                       "neg_iou_thr": 0.4}}})
+    assert type(maxiou_atss.assigner).__name__ == "MaxIoUAssigner"
+    assert GFLMath({"reg_max": 7}).reg_max == 7
+    assert YOLOXMath().prior_generator.offset == 0 and FCOSMath().prior_generator.offset == 0.5
+
+
+def test_family_config_errors_name_the_key():
+    where = "models/retinanet-r18.yaml: head_cfg"
+    with pytest.raises(UserKeyError, match=r"^models/retinanet-r18.yaml: head_cfg.assigner: unknown RetinaHead config key"):
+        RetinaMath({"assigner": {"type": "MaxIoUAssigner"}}, where)
+    with pytest.raises(PartValueError, match=r"head_cfg.train_cfg.assigner.pos_iou_thr: expected float, got 'high'"):
+        RetinaMath({"train_cfg": {"assigner": {"pos_iou_thr": "high"}}}, where)
+    with pytest.raises(PartValueError, match=r"head_cfg.train_cfg.assigner.type: this head cannot use SimOTAAssigner"):
+        RetinaMath({"train_cfg": {"assigner": {"type": "SimOTAAssigner"}}}, where)
+    with pytest.raises(PartValueError, match=r"cannot use ATSSAssigner"):
+        YOLOXMath({"train_cfg": {"assigner": {"type": "ATSSAssigner", "topk": 9}}}, where)
+    with pytest.raises(UserKeyError, match=r"head_cfg.test_cfg.nms_post: unknown test_cfg key"):
+        RetinaMath({"test_cfg": {"nms_post": 5}}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.test_cfg.nms.iou_threshold: must be a number in \[0, 1\]"):
+        ATSSMath({"test_cfg": {"nms": {"iou_threshold": 1.5}}}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.test_cfg.nms: must be"):
+        ATSSMath({"test_cfg": {"nms": {"type": "soft_nms", "iou_threshold": 0.5}}}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.test_cfg.max_per_img: must be an integer"):
+        GFLMath({"test_cfg": {"max_per_img": "all"}}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.reg_max: must be an integer >= 1"):
+        GFLMath({"reg_max": 0}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.num_classes: must be an integer >= 1"):
+        FCOSMath({"num_classes": 0}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.type: this is the FCOSHead config, got type 'ATSSHead'"):
+        FCOSMath({"type": "ATSSHead"}, where)
+    with pytest.raises(UserKeyError, match=r"head_cfg.train_cfg.assigner: unknown FCOS train_cfg"):
+        FCOSMath({"train_cfg": {"assigner": {"type": "ATSSAssigner", "topk": 9}}}, where)
+    with pytest.raises(PartValueError, match=r"head_cfg.regress_ranges: .*5 regress_ranges for 3 strides"):
+        FCOSMath({"strides": [8, 16, 32]}, where)
+    with pytest.raises(UserValueError, match=r"head_cfg.center_sampling: must be true or false"):
+        FCOSMath({"center_sampling": "yes"}, where)
+    with pytest.raises(PartKeyError, match=r"head_cfg.loss_bbox.type: unknown loss 'DIoULoss'"):
+        ATSSMath({"loss_bbox": {"type": "DIoULoss"}}, where)
+    with pytest.raises(UserKeyError, match=r"head_cfg.type: unknown dense head 'PAAHead'; known: RetinaHead"):
+        build_family({"type": "PAAHead"}, where)
