@@ -141,3 +141,17 @@ def test_family_config_errors_name_the_key():
         ATSSMath({"loss_bbox": {"type": "DIoULoss"}}, where)
     with pytest.raises(UserKeyError, match=r"head_cfg.type: unknown dense head 'PAAHead'; known: RetinaHead"):
         build_family({"type": "PAAHead"}, where)
+
+
+def test_loss_names_and_items():
+    import torch
+
+    from utils.dense.loss_items import loss_items, total_loss
+
+    assert RetinaMath().LOSS_NAMES == ("loss_cls", "loss_bbox")
+    yolox = YOLOXMath()
+    assert yolox.LOSS_NAMES == ("loss_cls", "loss_bbox", "loss_obj")
+    yolox.use_l1 = True
+    assert yolox.LOSS_NAMES[-1] == "loss_l1"
+    losses = {"loss_cls": [torch.tensor(1.0), torch.tensor(2.0)], "loss_obj": torch.tensor(0.5)}
+    assert float(total_loss(losses)) == 3.5 and loss_items(losses) == {"loss_cls": 3.0, "loss_obj": 0.5}

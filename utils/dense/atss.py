@@ -41,6 +41,7 @@ def anchor_centerness(anchors: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
 
 class ATSSMath(AnchorHeadMath):
     head_type = "ATSSHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_centerness")
     DEFAULTS = ATSS_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "loss_centerness",
                  "train_cfg", "test_cfg")

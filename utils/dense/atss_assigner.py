@@ -63,7 +63,7 @@ class ATSSAssigner:
             candidates.append(idx + start)
             start += n
         candidates = torch.cat(candidates, dim=0)  # (K, G)
-        cand_overlaps = overlaps[candidates, torch.arange(num_gt)]
+        cand_overlaps = overlaps[candidates, torch.arange(num_gt, device=overlaps.device)]
         thr = cand_overlaps.mean(0) + cand_overlaps.std(0)
         is_pos = cand_overlaps >= thr[None, :]
         flat = candidates + torch.arange(num_gt, device=candidates.device)[None, :] * num_priors

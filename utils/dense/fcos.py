@@ -48,6 +48,7 @@ def ltrb_centerness(ltrb: torch.Tensor) -> torch.Tensor:
 
 class FCOSMath(PointHeadMath):
     head_type = "FCOSHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_centerness")
     DEFAULTS = FCOS_DEFAULTS
     MATH_KEYS = ("num_classes", "strides", "prior_generator", "regress_ranges", "center_sampling",
                  "center_sample_radius", "norm_on_bbox", "bbox_coder", "loss_cls", "loss_bbox", "loss_centerness",

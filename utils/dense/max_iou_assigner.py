@@ -10,7 +10,6 @@ max_overlaps is the max IoU over all gts, for every prior.
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 

@@ -34,6 +34,7 @@ RETINA_DEFAULTS = {
 
 class RetinaMath(AnchorHeadMath):
     head_type = "RetinaHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox")
     DEFAULTS = RETINA_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "reg_decoded_bbox",
                  "train_cfg", "test_cfg")

@@ -66,6 +66,10 @@ class YOLOXMath(PointHeadMath):
         self.loss_l1 = build_part("loss", cfg["loss_l1"], f"{where}.loss_l1")
         self.use_l1 = use_l1  # switched on for the last epochs of a training run
 
+    @property
+    def LOSS_NAMES(self) -> tuple[str, ...]:  # noqa: N802 (the families' common attribute name)
+        return ("loss_cls", "loss_bbox", "loss_obj") + (("loss_l1",) if self.use_l1 else ())
+
     def decode(self, priors: torch.Tensor, bbox_preds: torch.Tensor) -> torch.Tensor:
         """xyxy boxes from priors (P, 4) (x, y, stride_w, stride_h) and raw predictions (..., P, 4)."""
         xy = bbox_preds[..., :2] * priors[:, 2:] + priors[:, :2]
