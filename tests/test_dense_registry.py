@@ -155,3 +155,12 @@ def test_loss_names_and_items():
     assert yolox.LOSS_NAMES[-1] == "loss_l1"
     losses = {"loss_cls": [torch.tensor(1.0), torch.tensor(2.0)], "loss_obj": torch.tensor(0.5)}
     assert float(total_loss(losses)) == 3.5 and loss_items(losses) == {"loss_cls": 3.0, "loss_obj": 0.5}
+
+
+def test_numbers_yaml_reads_as_text_get_a_hint():
+    with pytest.raises(PartValueError, match=r"loss_bbox.eps: expected float, got '1e-16' \(YAML reads 1e-16 as text; "
+                                             r"write 1.0e-16"):
+        YOLOXMath({"loss_bbox": {"eps": "1e-16"}}, "m.yaml: head_cfg")
+    ranges = [[-1, 64], [64, 128], [128, 256], [256, 512], [512, "1e8"]]
+    with pytest.raises(PartValueError, match=r"head_cfg.regress_ranges: .*write 1.0e\+8"):
+        FCOSMath({"regress_ranges": ranges}, "m.yaml: head_cfg")

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from utils.dense.assign_result import AssignResult, labels_from_gt_inds
+from utils.dense.registry import number_text_hint
 
 INF = 1e8
 
@@ -40,8 +41,11 @@ class FCOSTargetAssigner:
         if len(regress_ranges) != len(strides):
             raise ValueError(f"{len(regress_ranges)} regress_ranges for {len(strides)} strides")
         for r in regress_ranges:
-            if len(r) != 2 or r[0] > r[1]:
-                raise ValueError(f"a regress range is [low, high] with low <= high, got {list(r)}")
+            numbers = isinstance(r, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+            if not numbers or len(r) != 2 or r[0] > r[1]:
+                raise ValueError(f"a regress range is [low, high] (numbers, low <= high), got {r!r}"
+                                 f"{number_text_hint(r)}")
         self.num_classes = num_classes
         self.strides = [s[0] if isinstance(s, (list, tuple)) else s for s in strides]
         self.regress_ranges = [(float(a), float(b)) for a, b in regress_ranges]
