@@ -48,7 +48,7 @@ def forward(name: str, sd: dict, feats: list[torch.Tensor], train: bool = True) 
             reg = reg.exp()
         out["bbox_preds"].append(reg)
         if ctr_name:
-            src = cls_feat if name == "fcos" else reg_feat  # FCOS: centerness on the cls tower (centerness_on_reg False)
+            src = cls_feat if name == "fcos" else reg_feat  # FCOS: centerness off the cls tower (centerness_on_reg)
             out["centernesses"].append(F.conv2d(src, sd[f"{ctr_name}.weight"], sd[f"{ctr_name}.bias"], padding=1))
     return out
 

@@ -70,7 +70,8 @@ def test_retina_all_ignored_image_has_no_cls_loss():
                        "train_cfg": {"assigner": {"ignore_iof_thr": 0.5}}})
     assert math.assigner.ignore_iof_thr == 0.5 and math.assigner.pos_iou_thr == 0.5  # merged into the defaults
     sizes = [(4, 4), (2, 2)]
-    gt, lab, ignore = [torch.tensor([box(4, 4, 20, 20)])], [torch.tensor([1])], [torch.tensor([box(-200, -200, 300, 300)])]
+    gt, lab = [torch.tensor([box(4, 4, 20, 20)])], [torch.tensor([1])]
+    ignore = [torch.tensor([box(-200, -200, 300, 300)])]
     _, targets = math.targets(sizes, gt, lab, 32, "cpu", gt_bboxes_ignore=ignore)
     assert targets[0].assign.gt_inds.eq(-1).all() and targets[0].label_weights.eq(0).all()
     outs = {"cls_scores": [torch.zeros(1, 9 * 2, *s, requires_grad=True) for s in sizes],
@@ -113,7 +114,8 @@ def test_atss_per_level_topk_and_empty_gt():
     gt = torch.tensor([box(-6, -6, 10, 6)])
     res = ATSSAssigner(topk=9).assign(anchors, [4, 2], gt, torch.tensor([1]))  # topk capped per level
     assert res.gt_inds.shape == (6,) and (res.gt_inds > 0).any()
-    assert ATSSAssigner(topk=9).assign(anchors, [4, 2], gt[:0], torch.zeros(0, dtype=torch.long)).gt_inds.tolist() == [0] * 6
+    empty = ATSSAssigner(topk=9).assign(anchors, [4, 2], gt[:0], torch.zeros(0, dtype=torch.long))
+    assert empty.gt_inds.tolist() == [0] * 6 and empty.max_overlaps.tolist() == [0] * 6
     try:
         ATSSAssigner(topk=9).assign(anchors, [4, 1], gt, torch.tensor([1]))
     except ValueError as e:
@@ -203,7 +205,8 @@ def test_fcos_center_sampling_radius():
     t = cs.targets_single(inner, cs.expanded_ranges([inner]), [3], gt, torch.tensor([0]))
     assert t.labels.tolist() == [0, 0, 1]
     plain = FCOSTargetAssigner(1, [8], regress_ranges=[(-1, 1e8)])
-    assert plain.targets_single(pts, plain.expanded_ranges([pts]), [3], gt, torch.tensor([0])).labels.tolist() == [0, 0, 0]
+    t = plain.targets_single(pts, plain.expanded_ranges([pts]), [3], gt, torch.tensor([0]))
+    assert t.labels.tolist() == [0, 0, 0]
 
 
 def test_fcos_norm_on_bbox_divides_targets_by_stride():

@@ -23,7 +23,8 @@ def ref(name: str) -> dict:
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-7, what: str = "") -> None:
-    torch.testing.assert_close(actual.detach().float(), expected.float(), rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(actual.detach().float(), expected.float(), rtol=rtol, atol=atol,
+                               msg=lambda m: f"{what}: {m}")
 
 
 @pytest.mark.parametrize("name", HEADS)

@@ -23,9 +23,11 @@ class AnchorHeadMath:
     MATH_KEYS: tuple = ()
     ASSIGNER_INPUTS: tuple = ("priors", "priors_per_level")
     forward_output_names: tuple = ("cls_scores", "bbox_preds")
+    score_factor_name: str | None = None  # the outs key whose sigmoid multiplies the scores at test time
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
-        cfg = head_defaults(self.DEFAULTS, dict(head_cfg or {}), self.head_type, (*MODULE_KEYS, *self.MATH_KEYS), where)
+        known = (*MODULE_KEYS, *self.MATH_KEYS)
+        cfg = head_defaults(self.DEFAULTS, dict(head_cfg or {}), self.head_type, known, where)
         self.cfg, self.where = cfg, where
         self.num_classes = number(cfg, "num_classes", where, integer=True, minimum=1)
         self.prior_generator = build_part("prior_generator", cfg["anchor_generator"], f"{where}.anchor_generator")
@@ -50,7 +52,8 @@ class AnchorHeadMath:
 
     def targets(self, featmap_sizes: Sequence[Sequence[int]], gt_bboxes: Sequence[torch.Tensor],
                 gt_labels: Sequence[torch.Tensor], img_size: int | Sequence[int], device: torch.device | str,
-                gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> tuple[list[torch.Tensor], list[AnchorTargets]]:
+                gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None
+                ) -> tuple[list[torch.Tensor], list[AnchorTargets]]:
         """Anchors per level and the targets of each image."""
         shape = img_hw(img_size)
         sizes = [tuple(s) for s in featmap_sizes]
@@ -60,7 +63,8 @@ class AnchorHeadMath:
         valid = torch.cat(self.prior_generator.valid_flags(sizes, shape, device=device))
         ignore = gt_bboxes_ignore or [None] * len(gt_bboxes)
         per_img = [anchor_targets_single(flat, valid, num_level, b.to(flat), l.to(device), shape, self.assigner,
-                                         self.num_classes, self.encode_targets, self.allowed_border, self.pos_weight, ig)
+                                         self.num_classes, self.encode_targets, self.allowed_border,
+                                         self.pos_weight, ig)
                    for b, l, ig in zip(gt_bboxes, gt_labels, ignore)]
         return anchors, per_img
 
@@ -77,7 +81,10 @@ class AnchorHeadMath:
 
     def predict_by_feat(self, outs: Outs, img_size: int | Sequence[int], test_cfg: Mapping[str, Any] | None = None,
                         with_nms: bool = True) -> list[Detections]:
-        """Per image (boxes xyxy (k, 4), scores (k,), labels (k,)) with mmdetection's test-time semantics."""
+        """Per image (boxes xyxy (k, 4), scores (k,), labels (k,)) with mmdetection's test-time semantics.
+
+        `test_cfg`, when given, replaces the head's test_cfg (as mmdetection's `cfg` argument does).
+        """
         cfg = self.test_cfg if test_cfg is None else check_test_cfg(test_cfg, f"{self.where}.test_cfg")
         shape = img_hw(img_size)
         cls = outs["cls_scores"]
@@ -86,8 +93,6 @@ class AnchorHeadMath:
         return [self._predict_one(per_image(cls, i), per_image(outs["bbox_preds"], i), priors, cfg, shape,
                                   per_image(outs[factors], i) if factors else None, with_nms)
                 for i in range(cls[0].size(0))]
-
-    score_factor_name: str | None = None
 
     def _predict_one(self, cls, reg, priors, cfg, shape, factors, with_nms) -> Detections:
         return predict_single(cls, reg, priors, self.num_classes, cfg,

@@ -73,7 +73,8 @@ class FCOSMath(PointHeadMath):
         self.loss_centerness = build_part("loss", cfg["loss_centerness"], f"{where}.loss_centerness")
 
     def targets(self, featmap_sizes: Sequence[Sequence[int]], gt_bboxes: Sequence[torch.Tensor],
-                gt_labels: Sequence[torch.Tensor], device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], list[FCOSTargets]]:
+                gt_labels: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+                ) -> tuple[list[torch.Tensor], list[FCOSTargets]]:
         """Points per level and the targets of each image (bbox_targets in px, before the norm_on_bbox division)."""
         points = self.priors(featmap_sizes, device)
         ranges = self.target_assigner.expanded_ranges(points)

@@ -20,7 +20,8 @@ INF = 1e8
 
 @dataclass
 class FCOSTargets:
-    """Targets of one image: labels (P,) (num_classes = background), bbox_targets (P, 4) l,t,r,b px, gt_inds (P,) 1-based."""
+    """Targets of one image: labels (P,) (num_classes = background), bbox_targets (P, 4) l, t, r, b px and
+    gt_inds (P,) 1-based (0 = background)."""
 
     labels: torch.Tensor
     bbox_targets: torch.Tensor
@@ -54,14 +55,16 @@ class FCOSTargetAssigner:
 
     def expanded_ranges(self, points: Sequence[torch.Tensor]) -> torch.Tensor:
         """(P, 2) regress range of every point of the concatenated levels."""
-        return torch.cat([p.new_tensor(self.regress_ranges[i])[None].expand(p.size(0), 2) for i, p in enumerate(points)])
+        return torch.cat([p.new_tensor(self.regress_ranges[i])[None].expand(p.size(0), 2)
+                          for i, p in enumerate(points)])
 
     def targets_single(self, points: torch.Tensor, regress_ranges: torch.Tensor, num_points_per_lvl: Sequence[int],
                        gt_bboxes: torch.Tensor, gt_labels: torch.Tensor) -> FCOSTargets:
         """Targets of one image for points (P, 2) of all levels concatenated."""
         num_points, num_gts = points.size(0), gt_bboxes.size(0)
         if num_gts == 0:
-            return FCOSTargets(gt_labels.new_full((num_points,), self.num_classes), gt_bboxes.new_zeros((num_points, 4)),
+            return FCOSTargets(gt_labels.new_full((num_points,), self.num_classes),
+                               gt_bboxes.new_zeros((num_points, 4)),
                                torch.zeros(num_points, dtype=torch.long, device=points.device))
         areas = ((gt_bboxes[:, 2] - gt_bboxes[:, 0]) * (gt_bboxes[:, 3] - gt_bboxes[:, 1]))[None].repeat(num_points, 1)
         ranges = regress_ranges[:, None, :].expand(num_points, num_gts, 2)

@@ -23,14 +23,16 @@ class PointHeadMath:
     num_base_priors = 1
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
-        cfg = head_defaults(self.DEFAULTS, dict(head_cfg or {}), self.head_type, (*MODULE_KEYS, *self.MATH_KEYS), where)
+        known = (*MODULE_KEYS, *self.MATH_KEYS)
+        cfg = head_defaults(self.DEFAULTS, dict(head_cfg or {}), self.head_type, known, where)
         self.cfg, self.where = cfg, where
         self.num_classes = number(cfg, "num_classes", where, integer=True, minimum=1)
         spec = cfg.get("prior_generator") or {"type": "MlvlPointGenerator", "strides": cfg["strides"],
                                               "offset": self.POINT_OFFSET}
         self.prior_generator = build_part("prior_generator", spec, f"{where}.prior_generator")
         if not hasattr(self.prior_generator, "offset"):
-            raise part_error(f"{where}.prior_generator.type", "a point head needs a point generator (MlvlPointGenerator)")
+            raise part_error(f"{where}.prior_generator.type",
+                             "a point head needs a point generator (MlvlPointGenerator)")
         self.test_cfg = check_test_cfg(cfg.get("test_cfg"), f"{where}.test_cfg")
 
     @property

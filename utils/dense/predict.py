@@ -39,7 +39,8 @@ def check_test_cfg(cfg: Mapping[str, Any] | None, where: str) -> dict:
 
 
 def filter_scores_and_topk(scores: torch.Tensor, score_thr: float, topk: int,
-                           tensors: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+                           tensors: Mapping[str, torch.Tensor]
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """(prior, class) pairs with score > score_thr, the `topk` best: scores, labels, prior indices, tensors[idx]."""
     valid = scores > score_thr
     kept = scores[valid]
