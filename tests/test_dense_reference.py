@@ -13,13 +13,19 @@ from utils.dense.yolox import YOLOXMath
 
 HEADS = ("retina", "fcos", "atss", "gfl", "yolox")
 CASES = [(h, c) for h in HEADS for c in ("a", "b")] + [("yolox", "a_l1")]
-_CACHE: dict = {}
 
 
-def ref(name: str) -> dict:
-    if name not in _CACHE:
-        _CACHE[name] = torch.load(shared_path("reference", "mmdet", f"{name}.pt"), weights_only=True)
-    return _CACHE[name]
+@pytest.fixture(scope="module")
+def ref():
+    """Loader of the reference files, each read once per module."""
+    cache: dict = {}
+
+    def load(name: str) -> dict:
+        if name not in cache:
+            cache[name] = torch.load(shared_path("reference", "mmdet", f"{name}.pt"), weights_only=True)
+        return cache[name]
+
+    return load
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-7, what: str = "") -> None:
@@ -28,7 +34,7 @@ def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5, atol
 
 
 @pytest.mark.parametrize("name", HEADS)
-def test_priors_every_level(name):
+def test_priors_every_level(name, ref):
     d = ref(name)
     math = build_family(d["head_cfg"])
     priors = math.priors(d["featmap_sizes"])
@@ -49,7 +55,7 @@ def test_priors_every_level(name):
 
 
 @pytest.mark.parametrize("name", ["retina", "atss", "gfl", "yolox"])
-def test_assign_every_field(name):
+def test_assign_every_field(name, ref):
     d = ref(name)
     math = build_family(d["head_cfg"])
     gt = d["loss"]["a"]
@@ -67,14 +73,14 @@ def test_assign_every_field(name):
         assert [int((res.gt_inds == -1).sum()) for res in results] == [233, 273]
 
 
-def test_atss_assigner_gets_level_counts():
+def test_atss_assigner_gets_level_counts(ref):
     d = ref("atss")
     math = build_family(d["head_cfg"])
     anchors = math.priors(d["featmap_sizes"])
     assert [a.size(0) for a in anchors] == d["assign"][0]["num_level_priors"]
 
 
-def test_yolox_assigner_inputs_and_simota_alone():
+def test_yolox_assigner_inputs_and_simota_alone(ref):
     """The priors (offset +0.5 stride), decoded boxes and sqrt scores SimOTA receives, and SimOTA on them."""
     d = ref("yolox")
     math: YOLOXMath = build_family(d["head_cfg"])
@@ -94,7 +100,7 @@ def test_yolox_assigner_inputs_and_simota_alone():
         assert int((res.gt_inds > 0).sum()) == [3, 5][i]
 
 
-def test_fcos_targets_every_field():
+def test_fcos_targets_every_field(ref):
     d = ref("fcos")
     math = build_family(d["head_cfg"])
     gt = d["loss"]["a"]
@@ -112,8 +118,7 @@ def test_fcos_targets_every_field():
     assert all(torch.equal(res.gt_inds, r["gt_inds"]) for res, r in zip(results, d["assign"]))
 
 
-def _losses(name: str, case: str, outs: dict) -> dict:
-    d = ref(name)
+def _losses(d: dict, case: str, outs: dict) -> dict:
     math = build_family(d["head_cfg"])
     math.use_l1 = case == "a_l1"
     gt = d["loss"][case]
@@ -125,11 +130,11 @@ def _total(losses: dict) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name,case", CASES)
-def test_loss_items_per_key_and_level(name, case):
+def test_loss_items_per_key_and_level(name, case, ref):
     d = ref(name)
     expected = d["loss"][case]
     assert expected["ok"]
-    losses = _losses(name, case, d["outs"])
+    losses = _losses(d, case, d["outs"])
     assert list(losses) == list(expected["losses"])
     for key, want in expected["losses"].items():
         got = losses[key]
@@ -144,7 +149,7 @@ def test_loss_items_per_key_and_level(name, case):
 
 
 @pytest.mark.parametrize("name,case", CASES)
-def test_parameter_gradients(name, case):
+def test_parameter_gradients(name, case, ref):
     """d loss_sum / d every head parameter, through a test-only forward of the reference head (one thread, as
     the reference was made), against mmdetection's: within 1e-5 of each tensor's largest gradient."""
     d = ref(name)
@@ -157,7 +162,7 @@ def test_parameter_gradients(name, case):
         for key in d["outs"]:
             for lvl, (o, r) in enumerate(zip(outs[key], d["outs"][key])):
                 close(o, r, rtol=1e-5, atol=1e-5, what=f"test forward {key} level {lvl}")
-        _total(_losses(name, case, outs)).backward()
+        _total(_losses(d, case, outs)).backward()
     finally:
         torch.set_num_threads(threads)
     assert sorted(grads) == sorted(k for k, v in sd.items() if v.requires_grad)
@@ -169,7 +174,7 @@ def test_parameter_gradients(name, case):
 
 
 @pytest.mark.parametrize("name", HEADS)
-def test_predictions(name):
+def test_predictions(name, ref):
     d = ref(name)
     math = build_family(d["head_cfg"])
     outs = d.get("outs_eval", d["outs"])
@@ -188,7 +193,7 @@ def test_predictions(name):
     assert [len(s) for _, s, _ in preds] == expected_counts
 
 
-def test_yolox_eval_forward_of_test_stack():
+def test_yolox_eval_forward_of_test_stack(ref):
     """The test-only forward in eval mode gives the reference's outs_eval (initial BN statistics)."""
     d = ref("yolox")
     outs = forward("yolox", dict(d["state_dict"]), d["feats"], train=False)
