@@ -221,3 +221,25 @@ def test_fcos_norm_on_bbox_divides_targets_by_stride():
     assert float(plain["loss_bbox"]) != float(normed["loss_bbox"])
     torch.testing.assert_close(plain["loss_cls"], normed["loss_cls"])
     torch.testing.assert_close(plain["loss_centerness"], normed["loss_centerness"])
+
+
+def test_allowed_border_and_pos_weight():
+    """Anchors reaching outside the image by more than allowed_border are left out (background, weight 0);
+    positives get pos_weight as their classification weight when it is > 0."""
+    from utils.dense.atss import ATSSMath
+
+    cfg = {"num_classes": 2, "anchor_generator": {"strides": [8, 16], "octave_base_scale": 2},
+           "train_cfg": {"allowed_border": 0, "pos_weight": 2.0}}
+    math = ATSSMath(cfg)  # one 2 x stride anchor per cell, centred on the cell corner: the edge ones cross the border
+    sizes = [(8, 8), (4, 4)]
+    gt, lab = [torch.tensor([box(8, 8, 40, 40)])], [torch.tensor([1])]
+    _, (t,) = math.targets(sizes, gt, lab, 64, "cpu")
+    anchors = torch.cat(math.priors(sizes))
+    inside = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] < 64) & (anchors[:, 3] < 64)
+    assert torch.equal(t.inside, inside) and t.assign.num_priors == int(inside.sum()) > 0
+    assert t.labels[~inside].eq(2).all() and t.label_weights[~inside].eq(0).all()
+    pos = t.labels < 2
+    assert pos.any() and t.label_weights[pos].eq(2.0).all() and t.label_weights[inside & ~pos].eq(1.0).all()
+    everywhere = ATSSMath({**cfg, "train_cfg": {"allowed_border": -1}})
+    _, (t_all,) = everywhere.targets(sizes, gt, lab, 64, "cpu")
+    assert t_all.inside.all() and t_all.assign.num_priors == anchors.size(0)
