@@ -165,3 +165,23 @@ def test_numbers_yaml_reads_as_text_get_a_hint():
     ranges = [[-1, 64], [64, 128], [128, 256], [256, 512], [512, "1e8"]]
     with pytest.raises(PartValueError, match=r"head_cfg.regress_ranges: .*write 1.0e\+8"):
         FCOSMath({"regress_ranges": ranges}, "m.yaml: head_cfg")
+
+
+def test_output_channels_and_shape_errors():
+    import torch
+
+    retina, gfl, yolox = RetinaMath({"num_classes": 3}), GFLMath({"num_classes": 3}), YOLOXMath({"num_classes": 3})
+    assert retina.output_channels == {"cls_scores": 27, "bbox_preds": 36}
+    assert gfl.output_channels == {"cls_scores": 3, "bbox_preds": 68}
+    assert ATSSMath({"num_classes": 3}).output_channels == {"cls_scores": 3, "bbox_preds": 4, "centernesses": 1}
+    assert yolox.output_channels == {"cls_scores": 3, "bbox_preds": 4, "objectnesses": 1}
+    sizes = [(8, 8), (4, 4), (2, 2)]
+    outs = {"cls_scores": [torch.zeros(2, 3, *s) for s in sizes], "bbox_preds": [torch.zeros(2, 4, *s) for s in sizes]}
+    with pytest.raises(ValueError, match=r"YOLOXHead outputs need \['cls_scores', 'bbox_preds', 'objectnesses'\]"):
+        yolox.loss_by_feat(outs, [torch.zeros(0, 4)] * 2, [torch.zeros(0, dtype=torch.long)] * 2, 64)
+    outs["objectnesses"] = [torch.zeros(2, 1, *s) for s in sizes]
+    outs["bbox_preds"][2] = torch.zeros(2, 5, 2, 2)
+    with pytest.raises(ValueError, match=r"outputs\['bbox_preds'\]\[2\] is \(2, 5, 2, 2\); expected \(2, 4, 2, 2\)"):
+        yolox.predict_by_feat(outs, 64)
+    with pytest.raises(ValueError, match=r"RetinaHead outputs\['cls_scores'\] has 3 levels; the head has 5"):
+        retina.assign({"cls_scores": outs["cls_scores"], "bbox_preds": outs["bbox_preds"]}, [], [], 64)

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from utils.dense.head_config import MODULE_KEYS, head_defaults, number, part_error
+from utils.dense.outs_check import check_outs
 from utils.dense.predict import check_test_cfg
 from utils.dense.registry import build_part
 
@@ -38,6 +39,16 @@ class PointHeadMath:
     @property
     def strides(self) -> list[int]:
         return [s[0] for s in self.prior_generator.strides]
+
+    @property
+    def output_channels(self) -> dict[str, int]:
+        """Channels of each raw output map, keyed by forward_output_names."""
+        per = {"cls_scores": self.num_classes, "bbox_preds": 4, "centernesses": 1, "objectnesses": 1}
+        return {k: per[k] for k in self.forward_output_names}
+
+    def check_outs(self, outs: Outs) -> None:
+        """Every output present, one map per level, channels as output_channels; a clear error otherwise."""
+        check_outs(outs, self.output_channels, self.prior_generator.num_levels, self.head_type)
 
     def priors(self, featmap_sizes: Sequence[Sequence[int]], device: torch.device | str = "cpu",
                with_stride: bool = False) -> list[torch.Tensor]:

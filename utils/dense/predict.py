@@ -41,7 +41,10 @@ def check_test_cfg(cfg: Mapping[str, Any] | None, where: str) -> dict:
 def filter_scores_and_topk(scores: torch.Tensor, score_thr: float, topk: int,
                            tensors: Mapping[str, torch.Tensor]
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-    """(prior, class) pairs with score > score_thr, the `topk` best: scores, labels, prior indices, tensors[idx]."""
+    """(prior, class) pairs with score > score_thr, the `topk` best: scores, labels, prior indices, tensors[idx].
+
+    topk < 0 (no nms_pre) keeps every pair; mmdetection's slicing with -1 would drop the last one.
+    """
     valid = scores > score_thr
     kept = scores[valid]
     idxs = torch.nonzero(valid)
