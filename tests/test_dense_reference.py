@@ -200,3 +200,41 @@ def test_yolox_eval_forward_of_test_stack(ref):
     for key in d["outs_eval"]:
         for o, r in zip(outs[key], d["outs_eval"][key]):
             close(o, r, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_effective_settings_match_mmdetection(name, ref):
+    """The parts built from head_cfg carry mmdetection's effective settings, class defaults included."""
+    d = ref(name)
+    math = build_family(d["head_cfg"])
+    eff = d["effective_settings"]
+    compared = 0
+    for attr in ("bbox_coder", "loss_cls", "loss_bbox", "loss_centerness", "loss_dfl", "loss_obj", "loss_l1",
+                 "assigner"):
+        if attr not in eff:
+            continue
+        part = getattr(math, attr)
+        assert type(part).__name__ == eff[attr]["class"], attr
+        for key, want in eff[attr].items():
+            if key in ("class", "use_box_type", "iou_calculator", "gpu_assign_thr", "perm_repeat_gt_cfg"):
+                continue
+            got = getattr(part, key)
+            want = want.tolist() if torch.is_tensor(want) else want
+            assert got == want or (isinstance(want, list) and list(got) == want), f"{attr}.{key}: {got!r} != {want!r}"
+            compared += 1
+    head_attrs = {"reg_max": lambda: math.reg_max, "norm_on_bbox": lambda: math.norm_on_bbox,
+                  "reg_decoded_bbox": lambda: math.reg_decoded_bbox, "use_l1": lambda: math.use_l1,
+                  "num_classes": lambda: math.num_classes,
+                  "regress_ranges": lambda: [list(r) for r in math.target_assigner.regress_ranges],
+                  "center_sampling": lambda: math.target_assigner.center_sampling}
+    for key, get in head_attrs.items():
+        if key in eff:
+            assert get() == eff[key], key
+            compared += 1
+    if "center_sample_radius" in eff:
+        assert math.target_assigner.center_sample_radius == eff["center_sample_radius"]
+    if "integral_project" in eff:
+        assert torch.equal(torch.linspace(0, math.reg_max, math.reg_max + 1), eff["integral_project"])
+    if "num_base_priors" in eff:
+        assert math.num_base_priors == eff["num_base_priors"]
+    assert compared >= 10

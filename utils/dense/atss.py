@@ -47,6 +47,7 @@ class ATSSMath(AnchorHeadMath):
                  "train_cfg", "test_cfg")
     forward_output_names = ("cls_scores", "bbox_preds", "centernesses")
     score_factor_name = "centernesses"
+    reg_decoded_bbox = True  # the bbox loss compares decoded boxes with the gt boxes (fixed, as in mmdetection)
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
         super().__init__(head_cfg, where)

@@ -51,6 +51,7 @@ def anchor_center(anchors: torch.Tensor) -> torch.Tensor:
 class GFLMath(AnchorHeadMath):
     head_type = "GFLHead"
     LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_dfl")
+    reg_decoded_bbox = False  # mmdetection's attribute; GFL regresses bin distributions, decoded for GIoU
     DEFAULTS = GFL_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_dfl", "reg_max", "loss_bbox",
                  "train_cfg", "test_cfg")
