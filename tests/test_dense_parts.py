@@ -268,6 +268,9 @@ def test_bbox_post_process():
                                 score_factors=torch.tensor([1.0, 1.0, 0.5, 1.0]))
     # the zero-width box is dropped; 0.6 * 0.5 falls below 0.5 and 0.4; two kept
     assert s.tolist() == pytest.approx([0.5, 0.4]) and b.tolist() == [boxes[0].tolist(), boxes[3].tolist()]
+    assert len(bbox_post_process(boxes, scores, torch.zeros(4, dtype=torch.long), {}, with_nms=False)[0]) == 4
+    with pytest.raises(ValueError, match="test_cfg has no nms"):
+        bbox_post_process(boxes, scores, torch.zeros(4, dtype=torch.long), {"max_per_img": 2})
 
 
 def test_yolo_to_gt():

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from utils.dense.assign_result import AssignResult
 from utils.dense.head_config import build_assigner, check_train_cfg
 from utils.dense.point_head import Outs, PointHeadMath
-from utils.dense.predict import Detections, batched_nms, check_test_cfg
+from utils.dense.predict import Detections, batched_nms, check_test_cfg, nms_iou
 from utils.dense.registry import build_part
 
 YOLOX_DEFAULTS = {
@@ -172,7 +172,7 @@ class YOLOXMath(PointHeadMath):
             keep = obj[i] * best >= cfg.get("score_thr", 0)
             b, s, l = boxes[i][keep], best[keep] * obj[i][keep], labels[keep]
             if with_nms and b.numel() > 0:
-                s, k = batched_nms(b, s, l, cfg["nms"]["iou_threshold"])
+                s, k = batched_nms(b, s, l, nms_iou(cfg))
                 b, l = b[k], l[k]
             out.append((b, s, l))
         return out
