@@ -280,6 +280,10 @@ def test_yolo_to_gt():
     torch.testing.assert_close(boxes[1], torch.tensor([[80.0, 140.0, 120.0, 160.0]]))
     assert boxes[2].shape == (0, 4) and labels[2].shape == (0,) and labels[0].tolist() == [2]
     assert labels[0].dtype == torch.long
+    degenerate = torch.cat([t, torch.tensor([[0, 1, 0.5, 0.5, 0.0, 0.2], [0, 1, 0.5, 0.5, 0.01, 0.2]])])
+    kept, kept_labels = yolo_to_gt(degenerate, 2, 100)  # zero width dropped; 1 px kept unless min_size >= 1
+    assert len(kept[0]) == 2 and kept_labels[0].tolist() == [2, 1]
+    assert len(yolo_to_gt(degenerate, 2, 100, min_size=1.0)[0][0]) == 1
     with pytest.raises(ValueError, match="image index"):
         yolo_to_gt(t, 1, 64)
     with pytest.raises(ValueError, match=r"\(n, 6\)"):

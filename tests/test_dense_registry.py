@@ -185,3 +185,20 @@ def test_output_channels_and_shape_errors():
         yolox.predict_by_feat(outs, 64)
     with pytest.raises(ValueError, match=r"RetinaHead outputs\['cls_scores'\] has 3 levels; the head has 5"):
         retina.assign({"cls_scores": outs["cls_scores"], "bbox_preds": outs["bbox_preds"]}, [], [], 64)
+
+
+def test_half_precision_outputs_are_lossed_in_float32():
+    import torch
+
+    math = ATSSMath({"num_classes": 2, "anchor_generator": {"strides": [8, 16]}})
+    sizes = [(4, 4), (2, 2)]
+    outs = {"cls_scores": [torch.randn(1, 2, *s) for s in sizes], "bbox_preds": [torch.randn(1, 4, *s) * 0.1 for s in sizes],
+            "centernesses": [torch.randn(1, 1, *s) for s in sizes]}
+    gt, lab = [torch.tensor([[4.0, 4.0, 28.0, 20.0]])], [torch.tensor([1])]
+    full = math.loss_by_feat(outs, gt, lab, 32)
+    half = {k: [m.half().requires_grad_(True) for m in v] for k, v in outs.items()}
+    losses = math.loss_by_feat(half, gt, lab, 32)
+    assert all(x.dtype == torch.float32 for v in losses.values() for x in v)
+    sum(sum(v) for v in losses.values()).backward()
+    assert half["cls_scores"][0].grad is not None
+    torch.testing.assert_close(sum(full["loss_cls"]), sum(losses["loss_cls"]), rtol=1e-2, atol=1e-3)

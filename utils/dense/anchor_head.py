@@ -56,9 +56,9 @@ class AnchorHeadMath:
         per = {"cls_scores": a * self.num_classes, "bbox_preds": a * self.bbox_channels, "centernesses": a}
         return {k: per[k] for k in self.forward_output_names}
 
-    def check_outs(self, outs: Outs) -> None:
-        """Every output present, one map per level, channels as output_channels; a clear error otherwise."""
-        check_outs(outs, self.output_channels, self.prior_generator.num_levels, self.head_type)
+    def check_outs(self, outs: Outs) -> dict[str, list[torch.Tensor]]:
+        """Every output present, one map per level, channels as output_channels (a clear error otherwise); float32."""
+        return check_outs(outs, self.output_channels, self.prior_generator.num_levels, self.head_type)
 
     def priors(self, featmap_sizes: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> list[torch.Tensor]:
         """Anchors of one image, per level (H*W*A, 4) xyxy px."""
@@ -89,7 +89,7 @@ class AnchorHeadMath:
     def assign(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                img_size: int | Sequence[int]) -> list[AssignResult]:
         """The assignment of each image over its (inside) anchors, levels concatenated stride-first."""
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         cls = outs["cls_scores"]
         _, per_img = self.targets([c.shape[-2:] for c in cls], gt_bboxes, gt_labels, img_size, cls[0].device)
         return [t.assign for t in per_img]
@@ -101,7 +101,7 @@ class AnchorHeadMath:
         `test_cfg`, when given, replaces the head's test_cfg (as mmdetection's `cfg` argument does).
         """
         cfg = self.test_cfg if test_cfg is None else check_test_cfg(test_cfg, f"{self.where}.test_cfg")
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         shape = img_hw(img_size)
         cls = outs["cls_scores"]
         priors = self.priors([c.shape[-2:] for c in cls], cls[0].device)

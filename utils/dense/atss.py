@@ -61,7 +61,7 @@ class ATSSMath(AnchorHeadMath):
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls', 'loss_bbox', 'loss_centerness'}: each a list per level."""
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds, centernesses = outs["cls_scores"], outs["bbox_preds"], outs["centernesses"]
         anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
                                         cls_scores[0].device, gt_bboxes_ignore)

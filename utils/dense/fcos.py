@@ -85,7 +85,7 @@ class FCOSMath(PointHeadMath):
     def assign(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                img_size: int | Sequence[int] | None = None) -> list[AssignResult]:
         """Each image's point-to-gt choice as an AssignResult (max_overlaps 0: FCOS uses no overlaps)."""
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         cls = outs["cls_scores"]
         _, per_img = self.targets([c.shape[-2:] for c in cls], gt_bboxes, gt_labels, cls[0].device)
         return [t.as_assign_result(l.to(cls[0].device)) for t, l in zip(per_img, gt_labels)]
@@ -93,7 +93,7 @@ class FCOSMath(PointHeadMath):
     def loss_by_feat(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                      img_size: int | Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """{'loss_cls', 'loss_bbox', 'loss_centerness'}: single tensors over all levels and images."""
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds, centernesses = outs["cls_scores"], outs["bbox_preds"], outs["centernesses"]
         n_img = cls_scores[0].size(0)
         points, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, cls_scores[0].device)
@@ -130,7 +130,7 @@ class FCOSMath(PointHeadMath):
                         with_nms: bool = True) -> list[Detections]:
         """Per image (boxes, scores, labels); scores are sigmoid(cls) * sigmoid(centerness); bbox_preds in px."""
         cfg = self.test_cfg if test_cfg is None else check_test_cfg(test_cfg, f"{self.where}.test_cfg")
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         shape = img_hw(img_size)
         cls = outs["cls_scores"]
         points = self.priors([c.shape[-2:] for c in cls], cls[0].device)

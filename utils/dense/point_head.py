@@ -46,9 +46,9 @@ class PointHeadMath:
         per = {"cls_scores": self.num_classes, "bbox_preds": 4, "centernesses": 1, "objectnesses": 1}
         return {k: per[k] for k in self.forward_output_names}
 
-    def check_outs(self, outs: Outs) -> None:
-        """Every output present, one map per level, channels as output_channels; a clear error otherwise."""
-        check_outs(outs, self.output_channels, self.prior_generator.num_levels, self.head_type)
+    def check_outs(self, outs: Outs) -> dict[str, list[torch.Tensor]]:
+        """Every output present, one map per level, channels as output_channels (a clear error otherwise); float32."""
+        return check_outs(outs, self.output_channels, self.prior_generator.num_levels, self.head_type)
 
     def priors(self, featmap_sizes: Sequence[Sequence[int]], device: torch.device | str = "cpu",
                with_stride: bool = False) -> list[torch.Tensor]:

@@ -54,7 +54,7 @@ class RetinaMath(AnchorHeadMath):
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls': [per level], 'loss_bbox': [per level]} from outs cls_scores, bbox_preds (N, A*K, H, W)."""
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds = outs["cls_scores"], outs["bbox_preds"]
         anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
                                         cls_scores[0].device, gt_bboxes_ignore)

@@ -79,7 +79,7 @@ class YOLOXMath(PointHeadMath):
 
     def _flatten(self, outs: Outs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Priors (P, 4) with stride, cls (N, P, C), bbox (N, P, 4) and objectness (N, P) logits."""
-        self.check_outs(outs)
+        outs = self.check_outs(outs)
         cls_scores = outs["cls_scores"]
         n = cls_scores[0].size(0)
         priors = torch.cat(self.priors([c.shape[-2:] for c in cls_scores], cls_scores[0].device, with_stride=True))
