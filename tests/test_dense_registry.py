@@ -192,7 +192,8 @@ def test_half_precision_outputs_are_lossed_in_float32():
 
     math = ATSSMath({"num_classes": 2, "anchor_generator": {"strides": [8, 16]}})
     sizes = [(4, 4), (2, 2)]
-    outs = {"cls_scores": [torch.randn(1, 2, *s) for s in sizes], "bbox_preds": [torch.randn(1, 4, *s) * 0.1 for s in sizes],
+    outs = {"cls_scores": [torch.randn(1, 2, *s) for s in sizes],
+            "bbox_preds": [torch.randn(1, 4, *s) * 0.1 for s in sizes],
             "centernesses": [torch.randn(1, 1, *s) for s in sizes]}
     gt, lab = [torch.tensor([[4.0, 4.0, 28.0, 20.0]])], [torch.tensor([1])]
     full = math.loss_by_feat(outs, gt, lab, 32)
