@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -131,6 +132,21 @@ def test_gradient_support_size_of_yolov3_tiny_p4_head() -> None:
 def test_unknown_spatial_op_is_a_clear_error() -> None:
     with pytest.raises(RFError, match="AdaptiveAvgPool2d|adaptive"):
         apply_module(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1)), (Span(), Span()), "layer 3")
+
+
+def test_receptive_field_of_the_anchor_free_family_by_hand() -> None:
+    # yolov8n: 0 Conv 3x3 s2 -> 3, stride 2; 1 Conv 3x3 s2 -> 3 + 2*2 = 7, stride 4; 2 C2f n=1 (one Bottleneck of
+    # two 3x3 convs) -> 7 + 2*4 + 2*4 = 23; 3 Conv 3x3 s2 -> 23 + 2*4 = 31, stride 8; 4 C2f n=2 -> 31 + 4*2*8 = 95.
+    report = receptive_fields(_graph("yolov8n.yaml"))
+    assert [(r.rf[0].size, r.rf[0].jump) for r in report.layers[:5]] == [(3, 2), (7, 4), (23, 4), (31, 8), (95, 8)]
+    assert [rf[0].jump for _, rf in report.detect_inputs] == [8, 16, 32]
+    assert [i for i, _ in report.detect_inputs] == [15, 18, 21]
+    # yolo11n: C3k2 with c3k False is a C2f (layer 2: 23, as above); C2PSA (layer 10) attends over all positions,
+    # so its field and every field after it is the whole input
+    report = receptive_fields(_graph("yolo11n.yaml"))
+    assert report.layers[2].rf[0].size == 23 and report.layers[9].rf[0].size == 879
+    assert all(math.isinf(r.rf[0].size) for r in report.layers[10:-1])
+    assert "receptive field global (self-attention upstream), stride 8" in report.table()
 
 
 def _tool(name: str):
@@ -336,6 +352,24 @@ def test_loss_tool_curves_and_hardest_images(coco_few: Path, tmp_path: Path) -> 
     _picture_ok(out / "results.png")
     _picture_ok(out / "hardest.jpg")
     assert len((out / "image_losses.txt").read_text().splitlines()) == 1 + len(COCO_FEW)
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_analysis_tools_on_the_anchor_free_family(cfg: str, tmp_path: Path, capsys) -> None:
+    img = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
+    out = _tool("profile_layers").main(["--cfg", cfg, "--imgsz", "64", "--runs", "1", "--project", str(tmp_path / "p")])
+    n_params = sum(p.numel() for p in Model(cfg).parameters())
+    assert f"{n_params:,} parameters" in (out / "profile.txt").read_text()
+    assert "DetectV8" in (out / "profile.txt").read_text()
+    _tool("receptive_field").main(["--cfg", cfg, "--imgsz", "64", "--erf-samples", "1", "--project", str(tmp_path / "r")])
+    text = capsys.readouterr().out
+    assert "Detect input P2" in text and "stride 32" in text
+    _picture_ok(next((tmp_path / "r" / "exp").glob("erf_layer*.png")))
+    out = _tool("feature_maps").main(["--cfg", cfg, "--source", str(img), "--imgsz", "64", "--layers", "2", "4",
+                                      "--k", "4", "--project", str(tmp_path / "f")])
+    _picture_ok(out / "layer4_features.png")
+    c2 = {"yolov8n.yaml": 32, "yolo11n.yaml": 64}[cfg]  # layer 2: C2f of 128, C3k2 of 256 channels, x 0.25 width
+    assert f"shape ({c2}, 16, 16)" in (out / "features.txt").read_text()
 
 
 # ---------------------------------------------------------------- positive samples
