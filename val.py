@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from utils.cli import UserFileNotFoundError, UserValueError
 from utils.evaluator import EvalResult, Evaluator
-from utils.nms import non_max_suppression
+from utils.nms import head_nms_kwargs, non_max_suppression
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo.val")
@@ -222,6 +222,7 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     # no NMS time limit: on a busy CPU it left images without detections and changed the figures
     nms_kw = dict(conf_thres=conf_thres, iou_thres=iou_thres, multi_label=True, agnostic=single_cls,
                   max_det=max_det, time_limit=math.inf, has_objectness=backend.has_objectness)
+    nms_kw = head_nms_kwargs(backend.test_cfg, nms_kw, val=True)  # a head's own test settings (mmdet families)
     timers = tuple(Timer(backend.device) for _ in range(3))
     loss = torch.zeros(3, device=backend.device)
     shape = None
@@ -260,7 +261,8 @@ def _backend_for(model, weights, device, half, batch_size):
     names = list(getattr(model, "names", []) or [])
     backend = Backend(lambda im, augment=False: model(im, augment=augment) if augment else model(im), names,
                       int(max(model.stride.max(), 32)) if hasattr(model, "stride") else 32, "pt", p.device,
-                      fp16=p.dtype == torch.float16, model=model, has_objectness=model.detect.has_objectness)
+                      fp16=p.dtype == torch.float16, model=model, has_objectness=model.detect.has_objectness,
+                      test_cfg=getattr(model.detect, "test_cfg", None))
     return backend, was_training
 
 

@@ -36,6 +36,7 @@ class Backend:
     batch_size: int | None = None  # fixed batch of a static export
     model: torch.nn.Module | None = field(default=None, repr=False)
     has_objectness: bool = True  # decoded rows carry objectness (YOLOv5) or not (anchor-free; the head contract)
+    test_cfg: dict | None = None  # the head's own post-processing (mmdet-family heads; utils/nms.head_nms_kwargs)
 
     def __call__(self, im: torch.Tensor, augment: bool = False):
         if augment and self.kind != "pt":
@@ -48,10 +49,11 @@ class Backend:
 
 
 def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool,
-                    has_objectness: bool = True) -> dict:
-    """The metadata stored in an exported file."""
-    return {"names": list(names), "stride": int(stride), "imgsz": list(imgsz), "batch": int(batch),
+                    has_objectness: bool = True, test_cfg: dict | None = None) -> dict:
+    """The metadata stored in an exported file (`test_cfg` only for a head that states one)."""
+    meta = {"names": list(names), "stride": int(stride), "imgsz": list(imgsz), "batch": int(batch),
             "dynamic": bool(dynamic), "has_objectness": bool(has_objectness)}
+    return {**meta, "test_cfg": dict(test_cfg)} if test_cfg else meta
 
 
 def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, channels_last: bool) -> Backend:
@@ -71,7 +73,7 @@ def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, chan
         return _cat_outputs([model(part, augment=augment) for part in im.split(chunk)])
 
     return Backend(forward, list(model.names), int(model.stride.max()), "pt", device, fp16=half, model=model,
-                   has_objectness=model.detect.has_objectness)
+                   has_objectness=model.detect.has_objectness, test_cfg=getattr(model.detect, "test_cfg", None))
 
 
 # On CPU a large batch runs slower per image than small ones (activations of 32 images at 640 px no longer fit
@@ -91,7 +93,7 @@ def _static_fields(meta: dict) -> dict:
     dynamic = bool(meta.get("dynamic", False))
     return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
             "batch_size": None if dynamic else int(meta["batch"]),
-            "has_objectness": bool(meta.get("has_objectness", True))}
+            "has_objectness": bool(meta.get("has_objectness", True)), "test_cfg": meta.get("test_cfg")}
 
 
 def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:

@@ -74,7 +74,7 @@ class DenseHead(nn.Module):
         t = self.cfg["test_cfg"]
         return {"score_thr": float(t.get("score_thr", 0.05)), "iou_thres": float(t["nms"]["iou_threshold"]),
                 "nms_pre": int(t.get("nms_pre", -1)), "max_per_img": int(t.get("max_per_img", -1)),
-                "multi_label": not self.has_objectness}
+                "multi_label": not self.has_objectness, "levels": self.nl}
 
     @property
     def no(self) -> int:
