@@ -46,7 +46,7 @@ class AnchorHead(DenseHead):
     def decode_deltas(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, N, 4) cxcywh boxes from the delta predictions, and the per-level outs."""
         outs = self.split(raw)
-        coder, hw = self.cfg["bbox_coder"], self.image_hw(raw)
+        coder, hw = self.cfg["bbox_coder"], self.clip_hw(raw)
         boxes = [delta_decode(a, flat(b, 4), coder["target_means"], coder["target_stds"], hw)
                  for a, b in zip(self.anchors(raw), outs["bbox_preds"])]
         return xyxy2cxcywh(torch.cat(boxes, 1)), outs
@@ -152,7 +152,7 @@ class GFLHead(AnchorHead):
                 self.scales[i](self.gfl_reg(run_convs(self.reg_convs, x))).float()]
 
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
-        outs, hw = self.split(raw), self.image_hw(raw)
+        outs, hw = self.split(raw), self.clip_hw(raw)
         boxes = []
         for a, b, s in zip(self.anchors(raw), outs["bbox_preds"], self.stride.tolist()):
             centres = (a[:, :2] + a[:, 2:]) / 2

@@ -109,6 +109,11 @@ class DenseHead(nn.Module):
         s = float(self.stride[0])
         return int(raw[0].shape[2] * s), int(raw[0].shape[3] * s)
 
+    def clip_hw(self, raw: list[torch.Tensor]) -> tuple:
+        """image_hw kept traceable (no int()): exports with dynamic shapes clip to their own input size."""
+        s = float(self.stride[0])
+        return raw[0].shape[2] * s, raw[0].shape[3] * s
+
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 

@@ -62,7 +62,7 @@ class FCOSHead(DenseHead):
         return self.conv_cls
 
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
-        outs, hw = self.split(raw), self.image_hw(raw)
+        outs, hw = self.split(raw), self.clip_hw(raw)
         boxes = [distance_decode(grid_points(b.shape[2], b.shape[3], s, 0.5, b.device, b.dtype), flat(b, 4), hw)
                  for b, s in zip(outs["bbox_preds"], self.stride.tolist())]
         scores = torch.cat([flat(c, self.nc) for c in outs["cls_scores"]], 1).sigmoid()
