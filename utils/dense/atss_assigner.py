@@ -20,6 +20,8 @@ INF = 100000000
 
 
 class ATSSAssigner:
+    inputs = "priors_per_level"  # assign(priors, num_level_priors, gt_bboxes, gt_labels, ...)
+
     def __init__(self, topk: int, alpha: float | None = None, ignore_iof_thr: float = -1):
         if int(topk) != topk or topk < 1:
             raise ValueError(f"topk must be a positive int, got {topk}")

@@ -19,6 +19,8 @@ from utils.dense.overlaps import bbox_overlaps
 
 
 class MaxIoUAssigner:
+    inputs = "priors"  # assign(priors, gt_bboxes, gt_labels, gt_bboxes_ignore)
+
     def __init__(self, pos_iou_thr: float, neg_iou_thr: float | list[float], min_pos_iou: float = 0.0,
                  gt_max_assign_all: bool = True, ignore_iof_thr: float = -1, ignore_wrt_candidates: bool = True,
                  match_low_quality: bool = True, gpu_assign_thr: float = -1):

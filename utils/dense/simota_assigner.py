@@ -20,6 +20,8 @@ EPS = 1.0e-7
 
 
 class SimOTAAssigner:
+    inputs = "predictions"  # assign(priors, pred_bboxes, pred_scores, gt_bboxes, gt_labels)
+
     def __init__(self, center_radius: float = 2.5, candidate_topk: int = 10, iou_weight: float = 3.0,
                  cls_weight: float = 1.0):
         if center_radius <= 0 or int(candidate_topk) != candidate_topk or candidate_topk < 1:
