@@ -34,11 +34,15 @@ def math_for(head: Any) -> Any:
     return build_family(head.cfg, "head_cfg")
 
 
+# the centre each family's assigner sees for a prior: YOLOX's SimOTA takes its points shifted by half a stride
+CENTRE_OFFSET = {"yolox": 0.5}
+
+
 def yolo_to_gt(targets: torch.Tensor, batch: int, img_hw: tuple[int, int]) -> tuple[list, list]:
     """(n, 6) [image, class, cx, cy, w, h] normalised -> per image (k, 4) x1y1x2y2 pixels and (k,) labels."""
-    from utils.dense.targets import yolo_targets_to_gt
+    from utils.dense.yolo_targets import yolo_to_gt as convert
 
-    return yolo_targets_to_gt(targets, batch, img_hw)
+    return convert(targets, batch, img_hw)
 
 
 def loss_total(losses: dict[str, Any]) -> torch.Tensor:
@@ -94,6 +98,8 @@ class DenseFamilyLoss:
         """(P, 2) centres of one image's priors in input pixels (the assigner's view) and their levels (P,)."""
         sizes = [p.shape[2:] for p in preds]
         priors = self.math.priors(sizes, preds[0].device)
-        centres = [(p[:, :2] + p[:, 2:]) / 2 if p.shape[1] == 4 else p[:, :2] for p in priors]
+        shift = CENTRE_OFFSET.get(self.family, 0.0)
+        centres = [(p[:, :2] + p[:, 2:]) / 2 if p.shape[1] == 4 else p[:, :2] + shift * s
+                   for p, s in zip(priors, self.head.stride.tolist())]
         levels = [torch.full((len(c),), i, dtype=torch.long, device=c.device) for i, c in enumerate(centres)]
         return torch.cat(centres), torch.cat(levels)

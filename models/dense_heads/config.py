@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict] = {
         "loss_cls": FOCAL, "loss_bbox": {"type": "IoULoss", "loss_weight": 1.0}, "loss_centerness": BCE,
         "train_cfg": None, "test_cfg": TEST_CFG},
     "ATSSHead": {
-        "stacked_convs": 4, "feat_channels": 256, "norm_cfg": GN32, "reg_decoded_bbox": True,
+        "stacked_convs": 4, "feat_channels": 256, "norm_cfg": GN32,
         "anchor_generator": {"type": "AnchorGenerator", "ratios": [1.0], "octave_base_scale": 8,
                              "scales_per_octave": 1, "strides": STRIDES5},
         "bbox_coder": {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0] * 4, "target_stds": [0.1, 0.1, 0.2, 0.2]},
@@ -59,7 +59,7 @@ DEFAULTS: dict[str, dict] = {
         "test_cfg": {**TEST_CFG, "nms": {"type": "nms", "iou_threshold": 0.6}}},
     "YOLOXHead": {
         "stacked_convs": 2, "feat_channels": 256, "strides": [8, 16, 32], "use_depthwise": False,
-        "norm_cfg": {"type": "BN", "momentum": 0.03, "eps": 0.001}, "act_cfg": {"type": "Swish"}, "use_l1": False,
+        "norm_cfg": {"type": "BN", "momentum": 0.03, "eps": 0.001}, "act_cfg": {"type": "Swish"},
         "loss_cls": {"type": "CrossEntropyLoss", "use_sigmoid": True, "reduction": "sum", "loss_weight": 1.0},
         "loss_bbox": {"type": "IoULoss", "mode": "square", "eps": 1e-16, "reduction": "sum", "loss_weight": 5.0},
         "loss_obj": {"type": "CrossEntropyLoss", "use_sigmoid": True, "reduction": "sum", "loss_weight": 1.0},
