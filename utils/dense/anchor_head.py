@@ -9,6 +9,7 @@ from utils.dense.anchor_targets import AnchorTargets, anchor_targets_single
 from utils.dense.assign_result import AssignResult
 from utils.dense.dense_predict import per_image, predict_single
 from utils.dense.head_config import MODULE_KEYS, build_assigner, check_train_cfg, head_defaults, img_hw, number
+from utils.dense.outs_check import check_outs
 from utils.dense.predict import Detections, check_test_cfg
 from utils.dense.registry import build_part
 
@@ -23,9 +24,11 @@ class AnchorHeadMath:
     MATH_KEYS: tuple = ()
     ASSIGNER_INPUTS: tuple = ("priors", "priors_per_level")
     forward_output_names: tuple = ("cls_scores", "bbox_preds")
+    score_factor_name: str | None = None  # the outs key whose sigmoid multiplies the scores at test time
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
-        cfg = head_defaults(self.DEFAULTS, dict(head_cfg or {}), self.head_type, (*MODULE_KEYS, *self.MATH_KEYS), where)
+        known = (*MODULE_KEYS, *self.MATH_KEYS)
+        cfg = head_defaults(self.DEFAULTS, dict(head_cfg or {}), self.head_type, known, where)
         self.cfg, self.where = cfg, where
         self.num_classes = number(cfg, "num_classes", where, integer=True, minimum=1)
         self.prior_generator = build_part("prior_generator", cfg["anchor_generator"], f"{where}.anchor_generator")
@@ -44,13 +47,27 @@ class AnchorHeadMath:
         """Anchors per location (the head's output channels are this times num_classes, and times 4)."""
         return self.prior_generator.num_base_priors[0]
 
+    bbox_channels = 4  # regression outputs per anchor
+
+    @property
+    def output_channels(self) -> dict[str, int]:
+        """Channels of each raw output map, keyed by forward_output_names."""
+        a = self.num_base_priors
+        per = {"cls_scores": a * self.num_classes, "bbox_preds": a * self.bbox_channels, "centernesses": a}
+        return {k: per[k] for k in self.forward_output_names}
+
+    def check_outs(self, outs: Outs) -> dict[str, list[torch.Tensor]]:
+        """Every output present, one map per level, channels as output_channels (a clear error otherwise); float32."""
+        return check_outs(outs, self.output_channels, self.prior_generator.num_levels, self.head_type)
+
     def priors(self, featmap_sizes: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> list[torch.Tensor]:
         """Anchors of one image, per level (H*W*A, 4) xyxy px."""
         return self.prior_generator.grid_priors([tuple(s) for s in featmap_sizes], device=device)
 
     def targets(self, featmap_sizes: Sequence[Sequence[int]], gt_bboxes: Sequence[torch.Tensor],
                 gt_labels: Sequence[torch.Tensor], img_size: int | Sequence[int], device: torch.device | str,
-                gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> tuple[list[torch.Tensor], list[AnchorTargets]]:
+                gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None
+                ) -> tuple[list[torch.Tensor], list[AnchorTargets]]:
         """Anchors per level and the targets of each image."""
         shape = img_hw(img_size)
         sizes = [tuple(s) for s in featmap_sizes]
@@ -60,7 +77,8 @@ class AnchorHeadMath:
         valid = torch.cat(self.prior_generator.valid_flags(sizes, shape, device=device))
         ignore = gt_bboxes_ignore or [None] * len(gt_bboxes)
         per_img = [anchor_targets_single(flat, valid, num_level, b.to(flat), l.to(device), shape, self.assigner,
-                                         self.num_classes, self.encode_targets, self.allowed_border, self.pos_weight, ig)
+                                         self.num_classes, self.encode_targets, self.allowed_border,
+                                         self.pos_weight, ig)
                    for b, l, ig in zip(gt_bboxes, gt_labels, ignore)]
         return anchors, per_img
 
@@ -71,14 +89,19 @@ class AnchorHeadMath:
     def assign(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                img_size: int | Sequence[int]) -> list[AssignResult]:
         """The assignment of each image over its (inside) anchors, levels concatenated stride-first."""
+        outs = self.check_outs(outs)
         cls = outs["cls_scores"]
         _, per_img = self.targets([c.shape[-2:] for c in cls], gt_bboxes, gt_labels, img_size, cls[0].device)
         return [t.assign for t in per_img]
 
     def predict_by_feat(self, outs: Outs, img_size: int | Sequence[int], test_cfg: Mapping[str, Any] | None = None,
                         with_nms: bool = True) -> list[Detections]:
-        """Per image (boxes xyxy (k, 4), scores (k,), labels (k,)) with mmdetection's test-time semantics."""
+        """Per image (boxes xyxy (k, 4), scores (k,), labels (k,)) with mmdetection's test-time semantics.
+
+        `test_cfg`, when given, replaces the head's test_cfg (as mmdetection's `cfg` argument does).
+        """
         cfg = self.test_cfg if test_cfg is None else check_test_cfg(test_cfg, f"{self.where}.test_cfg")
+        outs = self.check_outs(outs)
         shape = img_hw(img_size)
         cls = outs["cls_scores"]
         priors = self.priors([c.shape[-2:] for c in cls], cls[0].device)
@@ -86,8 +109,6 @@ class AnchorHeadMath:
         return [self._predict_one(per_image(cls, i), per_image(outs["bbox_preds"], i), priors, cfg, shape,
                                   per_image(outs[factors], i) if factors else None, with_nms)
                 for i in range(cls[0].size(0))]
-
-    score_factor_name: str | None = None
 
     def _predict_one(self, cls, reg, priors, cfg, shape, factors, with_nms) -> Detections:
         return predict_single(cls, reg, priors, self.num_classes, cfg,

@@ -27,7 +27,8 @@ class AnchorTargets:
     num_pos: int  # max(positives, 1), as mmdetection's SamplingResult counts it
 
 
-def inside_flags(anchors: torch.Tensor, valid: torch.Tensor, img_shape: Sequence[int], allowed_border: float) -> torch.Tensor:
+def inside_flags(anchors: torch.Tensor, valid: torch.Tensor, img_shape: Sequence[int],
+                 allowed_border: float) -> torch.Tensor:
     """Anchors within allowed_border px of the image (all valid ones when allowed_border < 0)."""
     if allowed_border < 0:
         return valid

@@ -41,11 +41,13 @@ def anchor_centerness(anchors: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
 
 class ATSSMath(AnchorHeadMath):
     head_type = "ATSSHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_centerness")
     DEFAULTS = ATSS_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "loss_centerness",
                  "train_cfg", "test_cfg")
     forward_output_names = ("cls_scores", "bbox_preds", "centernesses")
     score_factor_name = "centernesses"
+    reg_decoded_bbox = True  # the bbox loss compares decoded boxes with the gt boxes (fixed, as in mmdetection)
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
         super().__init__(head_cfg, where)
@@ -59,6 +61,7 @@ class ATSSMath(AnchorHeadMath):
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls', 'loss_bbox', 'loss_centerness'}: each a list per level."""
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds, centernesses = outs["cls_scores"], outs["bbox_preds"], outs["centernesses"]
         anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
                                         cls_scores[0].device, gt_bboxes_ignore)

@@ -48,7 +48,8 @@ class ATSSAssigner:
         if num_gt == 0 or num_priors == 0:
             return AssignResult(num_gt, gt_inds, overlaps.new_zeros((num_priors,)),
                                 overlaps.new_full((num_priors,), -1, dtype=torch.long))
-        gt_points = torch.stack(((gt_bboxes[:, 0] + gt_bboxes[:, 2]) / 2.0, (gt_bboxes[:, 1] + gt_bboxes[:, 3]) / 2.0), 1)
+        gt_cx, gt_cy = (gt_bboxes[:, 0] + gt_bboxes[:, 2]) / 2.0, (gt_bboxes[:, 1] + gt_bboxes[:, 3]) / 2.0
+        gt_points = torch.stack((gt_cx, gt_cy), 1)
         cx, cy = (priors[:, 0] + priors[:, 2]) / 2.0, (priors[:, 1] + priors[:, 3]) / 2.0
         distances = (torch.stack((cx, cy), 1)[:, None, :] - gt_points[None, :, :]).pow(2).sum(-1).sqrt()
         if (self.ignore_iof_thr > 0 and gt_bboxes_ignore is not None and gt_bboxes_ignore.numel() > 0
@@ -63,7 +64,7 @@ class ATSSAssigner:
             candidates.append(idx + start)
             start += n
         candidates = torch.cat(candidates, dim=0)  # (K, G)
-        cand_overlaps = overlaps[candidates, torch.arange(num_gt)]
+        cand_overlaps = overlaps[candidates, torch.arange(num_gt, device=overlaps.device)]
         thr = cand_overlaps.mean(0) + cand_overlaps.std(0)
         is_pos = cand_overlaps >= thr[None, :]
         flat = candidates + torch.arange(num_gt, device=candidates.device)[None, :] * num_priors

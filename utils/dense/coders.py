@@ -16,7 +16,8 @@ class DeltaXYWHBBoxCoder:
                  target_stds: list[float] = (1.0, 1.0, 1.0, 1.0), clip_border: bool = True,
                  add_ctr_clamp: bool = False, ctr_clamp: float = 32):
         if len(target_means) != 4 or len(target_stds) != 4:
-            raise ValueError(f"target_means and target_stds need 4 values, got {list(target_means)}, {list(target_stds)}")
+            raise ValueError(f"target_means and target_stds need 4 values, got {list(target_means)}, "
+                             f"{list(target_stds)}")
         if any(s <= 0 for s in target_stds):
             raise ValueError(f"target_stds must be positive, got {list(target_stds)}")
         self.means = [float(m) for m in target_means]
@@ -73,9 +74,10 @@ class DistancePointBBoxCoder:
 
     def encode(self, points: torch.Tensor, gt: torch.Tensor, max_dis: float | None = None,
                eps: float = 0.1) -> torch.Tensor:
-        """Distances (n, 4) from points (n, 2) to xyxy gt (n, 4); clamped to [0, max_dis - eps] when max_dis is given."""
+        """Distances (n, 4) from points (n, 2) to xyxy gt (n, 4); clamped to [0, max_dis - eps] with max_dis."""
         if points.size(0) != gt.size(0) or points.size(-1) != 2 or gt.size(-1) != 4:
-            raise ValueError(f"encode needs points (n, 2) and boxes (n, 4), got {tuple(points.shape)}, {tuple(gt.shape)}")
+            raise ValueError(f"encode needs points (n, 2) and boxes (n, 4), got {tuple(points.shape)}, "
+                             f"{tuple(gt.shape)}")
         d = torch.stack([points[..., 0] - gt[..., 0], points[..., 1] - gt[..., 1],
                          gt[..., 2] - points[..., 0], gt[..., 3] - points[..., 1]], -1)
         if max_dis is not None:

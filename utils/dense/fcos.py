@@ -48,6 +48,7 @@ def ltrb_centerness(ltrb: torch.Tensor) -> torch.Tensor:
 
 class FCOSMath(PointHeadMath):
     head_type = "FCOSHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_centerness")
     DEFAULTS = FCOS_DEFAULTS
     MATH_KEYS = ("num_classes", "strides", "prior_generator", "regress_ranges", "center_sampling",
                  "center_sample_radius", "norm_on_bbox", "bbox_coder", "loss_cls", "loss_bbox", "loss_centerness",
@@ -72,7 +73,8 @@ class FCOSMath(PointHeadMath):
         self.loss_centerness = build_part("loss", cfg["loss_centerness"], f"{where}.loss_centerness")
 
     def targets(self, featmap_sizes: Sequence[Sequence[int]], gt_bboxes: Sequence[torch.Tensor],
-                gt_labels: Sequence[torch.Tensor], device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], list[FCOSTargets]]:
+                gt_labels: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+                ) -> tuple[list[torch.Tensor], list[FCOSTargets]]:
         """Points per level and the targets of each image (bbox_targets in px, before the norm_on_bbox division)."""
         points = self.priors(featmap_sizes, device)
         ranges = self.target_assigner.expanded_ranges(points)
@@ -83,6 +85,7 @@ class FCOSMath(PointHeadMath):
     def assign(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                img_size: int | Sequence[int] | None = None) -> list[AssignResult]:
         """Each image's point-to-gt choice as an AssignResult (max_overlaps 0: FCOS uses no overlaps)."""
+        outs = self.check_outs(outs)
         cls = outs["cls_scores"]
         _, per_img = self.targets([c.shape[-2:] for c in cls], gt_bboxes, gt_labels, cls[0].device)
         return [t.as_assign_result(l.to(cls[0].device)) for t, l in zip(per_img, gt_labels)]
@@ -90,6 +93,7 @@ class FCOSMath(PointHeadMath):
     def loss_by_feat(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                      img_size: int | Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """{'loss_cls', 'loss_bbox', 'loss_centerness'}: single tensors over all levels and images."""
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds, centernesses = outs["cls_scores"], outs["bbox_preds"], outs["centernesses"]
         n_img = cls_scores[0].size(0)
         points, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, cls_scores[0].device)
@@ -126,6 +130,7 @@ class FCOSMath(PointHeadMath):
                         with_nms: bool = True) -> list[Detections]:
         """Per image (boxes, scores, labels); scores are sigmoid(cls) * sigmoid(centerness); bbox_preds in px."""
         cfg = self.test_cfg if test_cfg is None else check_test_cfg(test_cfg, f"{self.where}.test_cfg")
+        outs = self.check_outs(outs)
         shape = img_hw(img_size)
         cls = outs["cls_scores"]
         points = self.priors([c.shape[-2:] for c in cls], cls[0].device)

@@ -13,13 +13,15 @@ from typing import Sequence
 import torch
 
 from utils.dense.assign_result import AssignResult, labels_from_gt_inds
+from utils.dense.registry import number_text_hint
 
 INF = 1e8
 
 
 @dataclass
 class FCOSTargets:
-    """Targets of one image: labels (P,) (num_classes = background), bbox_targets (P, 4) l,t,r,b px, gt_inds (P,) 1-based."""
+    """Targets of one image: labels (P,) (num_classes = background), bbox_targets (P, 4) l, t, r, b px and
+    gt_inds (P,) 1-based (0 = background)."""
 
     labels: torch.Tensor
     bbox_targets: torch.Tensor
@@ -40,8 +42,11 @@ class FCOSTargetAssigner:
         if len(regress_ranges) != len(strides):
             raise ValueError(f"{len(regress_ranges)} regress_ranges for {len(strides)} strides")
         for r in regress_ranges:
-            if len(r) != 2 or r[0] > r[1]:
-                raise ValueError(f"a regress range is [low, high] with low <= high, got {list(r)}")
+            numbers = isinstance(r, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+            if not numbers or len(r) != 2 or r[0] > r[1]:
+                raise ValueError(f"a regress range is [low, high] (numbers, low <= high), got {r!r}"
+                                 f"{number_text_hint(r)}")
         self.num_classes = num_classes
         self.strides = [s[0] if isinstance(s, (list, tuple)) else s for s in strides]
         self.regress_ranges = [(float(a), float(b)) for a, b in regress_ranges]
@@ -50,14 +55,16 @@ class FCOSTargetAssigner:
 
     def expanded_ranges(self, points: Sequence[torch.Tensor]) -> torch.Tensor:
         """(P, 2) regress range of every point of the concatenated levels."""
-        return torch.cat([p.new_tensor(self.regress_ranges[i])[None].expand(p.size(0), 2) for i, p in enumerate(points)])
+        return torch.cat([p.new_tensor(self.regress_ranges[i])[None].expand(p.size(0), 2)
+                          for i, p in enumerate(points)])
 
     def targets_single(self, points: torch.Tensor, regress_ranges: torch.Tensor, num_points_per_lvl: Sequence[int],
                        gt_bboxes: torch.Tensor, gt_labels: torch.Tensor) -> FCOSTargets:
         """Targets of one image for points (P, 2) of all levels concatenated."""
         num_points, num_gts = points.size(0), gt_bboxes.size(0)
         if num_gts == 0:
-            return FCOSTargets(gt_labels.new_full((num_points,), self.num_classes), gt_bboxes.new_zeros((num_points, 4)),
+            return FCOSTargets(gt_labels.new_full((num_points,), self.num_classes),
+                               gt_bboxes.new_zeros((num_points, 4)),
                                torch.zeros(num_points, dtype=torch.long, device=points.device))
         areas = ((gt_bboxes[:, 2] - gt_bboxes[:, 0]) * (gt_bboxes[:, 3] - gt_bboxes[:, 1]))[None].repeat(num_points, 1)
         ranges = regress_ranges[:, None, :].expand(num_points, num_gts, 2)

@@ -50,6 +50,8 @@ def anchor_center(anchors: torch.Tensor) -> torch.Tensor:
 
 class GFLMath(AnchorHeadMath):
     head_type = "GFLHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_dfl")
+    reg_decoded_bbox = False  # mmdetection's attribute; GFL regresses bin distributions, decoded for GIoU
     DEFAULTS = GFL_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_dfl", "reg_max", "loss_bbox",
                  "train_cfg", "test_cfg")
@@ -58,6 +60,7 @@ class GFLMath(AnchorHeadMath):
         super().__init__(head_cfg, where)
         cfg = self.cfg
         self.reg_max = number(cfg, "reg_max", where, integer=True, minimum=1)
+        self.bbox_channels = 4 * (self.reg_max + 1)
         self.bbox_coder = build_part("bbox_coder", cfg["bbox_coder"], f"{where}.bbox_coder")
         self.loss_cls = build_part("loss", cfg["loss_cls"], f"{where}.loss_cls")
         self.loss_dfl = build_part("loss", cfg["loss_dfl"], f"{where}.loss_dfl")
@@ -67,6 +70,7 @@ class GFLMath(AnchorHeadMath):
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls', 'loss_bbox', 'loss_dfl'}: each a list per level; bbox_preds are (N, 4*(reg_max+1), H, W)."""
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds = outs["cls_scores"], outs["bbox_preds"]
         anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
                                         cls_scores[0].device, gt_bboxes_ignore)

@@ -10,7 +10,6 @@ max_overlaps is the max IoU over all gts, for every prior.
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
@@ -37,7 +36,7 @@ class MaxIoUAssigner:
         self.ignore_iof_thr = ignore_iof_thr
         self.ignore_wrt_candidates = ignore_wrt_candidates
         self.match_low_quality = match_low_quality
-        self.gpu_assign_thr = gpu_assign_thr  # accepted for config compatibility; assignment stays on the input's device
+        self.gpu_assign_thr = gpu_assign_thr  # accepted for config compatibility; assigns on the input's device
 
     def assign(self, priors: torch.Tensor, gt_bboxes: torch.Tensor, gt_labels: torch.Tensor,
                gt_bboxes_ignore: torch.Tensor | None = None) -> AssignResult:

@@ -39,8 +39,12 @@ def check_test_cfg(cfg: Mapping[str, Any] | None, where: str) -> dict:
 
 
 def filter_scores_and_topk(scores: torch.Tensor, score_thr: float, topk: int,
-                           tensors: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-    """(prior, class) pairs with score > score_thr, the `topk` best: scores, labels, prior indices, tensors[idx]."""
+                           tensors: Mapping[str, torch.Tensor]
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """(prior, class) pairs with score > score_thr, the `topk` best: scores, labels, prior indices, tensors[idx].
+
+    topk < 0 (no nms_pre) keeps every pair; mmdetection's slicing with -1 would drop the last one.
+    """
     valid = scores > score_thr
     kept = scores[valid]
     idxs = torch.nonzero(valid)
@@ -72,6 +76,13 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def nms_iou(cfg: Mapping[str, Any]) -> float:
+    """The test_cfg's NMS IoU threshold; a test_cfg without `nms` cannot run NMS."""
+    if not isinstance(cfg.get("nms"), Mapping) or "iou_threshold" not in cfg["nms"]:
+        raise ValueError(f"test_cfg has no nms {{type: nms, iou_threshold: ...}} to run NMS with: {dict(cfg)!r}")
+    return cfg["nms"]["iou_threshold"]
+
+
 def bbox_post_process(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, cfg: Mapping[str, Any],
                       score_factors: torch.Tensor | None = None, with_nms: bool = True) -> Detections:
     """Score factors, min_bbox_size, class-aware NMS, then the first max_per_img: (boxes, scores, labels)."""
@@ -83,7 +94,7 @@ def bbox_post_process(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.T
         if not valid.all():
             boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
     if with_nms and boxes.numel() > 0:
-        scores, keep = batched_nms(boxes, scores, labels, cfg["nms"]["iou_threshold"])
+        scores, keep = batched_nms(boxes, scores, labels, nms_iou(cfg))
         boxes, labels = boxes[keep], labels[keep]
         if "max_per_img" in cfg:
             n = cfg["max_per_img"]

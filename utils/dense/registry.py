@@ -134,7 +134,22 @@ def _check_type(cls: type, key: str, value: Any, where: str) -> None:
     except Exception:  # an unresolvable annotation: leave the check to the constructor
         return
     if hint is not None and not _matches(value, hint):
-        raise PartValueError(f"{where}: expected {_describe(hint)}, got {value!r}")
+        raise PartValueError(f"{where}: expected {_describe(hint)}, got {value!r}{number_text_hint(value)}")
+
+
+def number_text_hint(value: Any) -> str:
+    """A hint for numbers that YAML read as text (PyYAML takes 1e-16 without a dot for a string)."""
+    texts = value if isinstance(value, (list, tuple)) else [value]
+    for v in texts:
+        if isinstance(v, str):
+            try:
+                float(v)
+            except ValueError:
+                continue
+            mant, _, exp = v.lower().partition("e")
+            fixed = f"{float(mant):.1f}e{'' if exp.startswith(('-', '+')) else '+'}{exp}" if exp else v
+            return f" (YAML reads {v} as text; write {fixed}, with a dot and a signed exponent)"
+    return ""
 
 
 def _matches(value: Any, hint: Any) -> bool:

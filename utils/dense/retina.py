@@ -34,6 +34,7 @@ RETINA_DEFAULTS = {
 
 class RetinaMath(AnchorHeadMath):
     head_type = "RetinaHead"
+    LOSS_NAMES = ("loss_cls", "loss_bbox")
     DEFAULTS = RETINA_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "reg_decoded_bbox",
                  "train_cfg", "test_cfg")
@@ -53,6 +54,7 @@ class RetinaMath(AnchorHeadMath):
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls': [per level], 'loss_bbox': [per level]} from outs cls_scores, bbox_preds (N, A*K, H, W)."""
+        outs = self.check_outs(outs)
         cls_scores, bbox_preds = outs["cls_scores"], outs["bbox_preds"]
         anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
                                         cls_scores[0].device, gt_bboxes_ignore)

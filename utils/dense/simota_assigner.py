@@ -48,7 +48,8 @@ class SimOTAAssigner:
             return empty
         ious = bbox_overlaps(valid_boxes, gt_bboxes)
         iou_cost = -torch.log(ious + EPS)
-        onehot = F.one_hot(gt_labels.to(torch.int64), pred_scores.shape[-1]).float().unsqueeze(0).repeat(num_valid, 1, 1)
+        onehot = F.one_hot(gt_labels.to(torch.int64), pred_scores.shape[-1]).float()
+        onehot = onehot.unsqueeze(0).repeat(num_valid, 1, 1)
         scores = valid_scores.unsqueeze(1).repeat(1, num_gt, 1)
         cls_cost = F.binary_cross_entropy(scores.float(), onehot, reduction="none").sum(-1).to(scores.dtype)
         cost = cls_cost * self.cls_weight + iou_cost * self.iou_weight + (~in_box_and_center) * INF

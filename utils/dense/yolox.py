@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from utils.dense.assign_result import AssignResult
 from utils.dense.head_config import build_assigner, check_train_cfg
 from utils.dense.point_head import Outs, PointHeadMath
-from utils.dense.predict import Detections, batched_nms, check_test_cfg
+from utils.dense.predict import Detections, batched_nms, check_test_cfg, nms_iou
 from utils.dense.registry import build_part
 
 YOLOX_DEFAULTS = {
@@ -66,6 +66,10 @@ class YOLOXMath(PointHeadMath):
         self.loss_l1 = build_part("loss", cfg["loss_l1"], f"{where}.loss_l1")
         self.use_l1 = use_l1  # switched on for the last epochs of a training run
 
+    @property
+    def LOSS_NAMES(self) -> tuple[str, ...]:  # noqa: N802 (the families' common attribute name)
+        return ("loss_cls", "loss_bbox", "loss_obj") + (("loss_l1",) if self.use_l1 else ())
+
     def decode(self, priors: torch.Tensor, bbox_preds: torch.Tensor) -> torch.Tensor:
         """xyxy boxes from priors (P, 4) (x, y, stride_w, stride_h) and raw predictions (..., P, 4)."""
         xy = bbox_preds[..., :2] * priors[:, 2:] + priors[:, :2]
@@ -75,6 +79,7 @@ class YOLOXMath(PointHeadMath):
 
     def _flatten(self, outs: Outs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Priors (P, 4) with stride, cls (N, P, C), bbox (N, P, 4) and objectness (N, P) logits."""
+        outs = self.check_outs(outs)
         cls_scores = outs["cls_scores"]
         n = cls_scores[0].size(0)
         priors = torch.cat(self.priors([c.shape[-2:] for c in cls_scores], cls_scores[0].device, with_stride=True))
@@ -167,7 +172,7 @@ class YOLOXMath(PointHeadMath):
             keep = obj[i] * best >= cfg.get("score_thr", 0)
             b, s, l = boxes[i][keep], best[keep] * obj[i][keep], labels[keep]
             if with_nms and b.numel() > 0:
-                s, k = batched_nms(b, s, l, cfg["nms"]["iou_threshold"])
+                s, k = batched_nms(b, s, l, nms_iou(cfg))
                 b, l = b[k], l[k]
             out.append((b, s, l))
         return out
