@@ -21,7 +21,7 @@ TEST_CFG = {"nms_pre": 1000, "min_bbox_size": 0, "score_thr": 0.05, "nms": {"typ
 # the mmdetection 3.3 configs each family's reference was made from (see ../shared/reference/mmdet/README.md)
 DEFAULTS: dict[str, dict] = {
     "RetinaHead": {
-        "stacked_convs": 4, "feat_channels": 256, "norm_cfg": None,
+        "stacked_convs": 4, "feat_channels": 256, "norm_cfg": None, "reg_decoded_bbox": False,
         "anchor_generator": {"type": "AnchorGenerator", "octave_base_scale": 4, "scales_per_octave": 3,
                              "ratios": [0.5, 1.0, 2.0], "strides": STRIDES5},
         "bbox_coder": {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0] * 4, "target_stds": [1.0] * 4},
