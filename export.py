@@ -25,6 +25,7 @@ import torch
 
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
 from models.detect import Detect
+from models.head_protocol import find_head
 from utils.cli import UserValueError, run_main
 from utils.paths import increment_path
 
@@ -72,7 +73,7 @@ def export_state(model: torch.nn.Module) -> Iterator[DecodedOnly]:
     """`model` in the state every export starts from (eval mode, Detect heads returning only the decoded tensor),
     wrapped in DecodedOnly; every module's training flag and every head's `export` are restored on exit."""
     training = {m: m.training for m in model.modules()}
-    heads = {m: m.export for m in model.modules() if isinstance(m, Detect)}
+    heads = {m: m.export for m in model.modules() if isinstance(m, Detect) or m is find_head(model)}
     model.eval()
     for head in heads:
         head.export = True
@@ -212,7 +213,8 @@ def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640),
         raise UserValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
     im = torch.zeros(batch_size, 3, *imgsz, device=device)
     meta = export_metadata(model.names, stride, imgsz, batch_size, dynamic,
-                           has_objectness=model.detect.has_objectness)
+                           has_objectness=model.detect.has_objectness,
+                           test_cfg=getattr(model.detect, "test_cfg", None))
     x = _verify_input(batch_size, imgsz)
     x2 = _verify_input(batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
     with export_state(model) as wrapped, torch.inference_mode():
