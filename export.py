@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
-from models.detect import Detect
+from models.head_protocol import DetectionHead
 from utils.cli import UserValueError, run_main
 from utils.paths import increment_path
 
@@ -69,10 +69,11 @@ class DecodedOnly(torch.nn.Module):
 
 @contextmanager
 def export_state(model: torch.nn.Module) -> Iterator[DecodedOnly]:
-    """`model` in the state every export starts from (eval mode, Detect heads returning only the decoded tensor),
+    """`model` in the state every export starts from (eval mode, heads returning only the decoded tensor; any head
+    of the contract, models/head_protocol.py),
     wrapped in DecodedOnly; every module's training flag and every head's `export` are restored on exit."""
     training = {m: m.training for m in model.modules()}
-    heads = {m: m.export for m in model.modules() if isinstance(m, Detect)}
+    heads = {m: m.export for m in model.modules() if isinstance(m, DetectionHead)}
     model.eval()
     for head in heads:
         head.export = True
