@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
-from models.detect import Detect
-from models.head_protocol import find_head
+from models.head_protocol import DetectionHead, find_head
 from utils.cli import UserValueError, run_main
 from utils.paths import increment_path
 
@@ -70,10 +69,12 @@ class DecodedOnly(torch.nn.Module):
 
 @contextmanager
 def export_state(model: torch.nn.Module) -> Iterator[DecodedOnly]:
-    """`model` in the state every export starts from (eval mode, Detect heads returning only the decoded tensor),
+    """`model` in the state every export starts from (eval mode, heads returning only the decoded tensor; any head
+    of the contract, models/head_protocol.py),
     wrapped in DecodedOnly; every module's training flag and every head's `export` are restored on exit."""
     training = {m: m.training for m in model.modules()}
-    heads = {m: m.export for m in model.modules() if isinstance(m, Detect) or m is find_head(model)}
+    head = find_head(model)
+    heads = {m: m.export for m in model.modules() if isinstance(m, DetectionHead) or m is head}
     model.eval()
     for head in heads:
         head.export = True
