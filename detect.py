@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.backend_export import detections, with_thresholds
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
-from utils.nms import non_max_suppression
 from utils.detect_output import ResultWriter
 from utils.paths import increment_path
 from utils.sources import Frame, iter_source
@@ -64,6 +64,9 @@ class DetectOptions:
     half: bool = False
     vid_stride: int = 1
     batch_size: int = 8
+    runtime: str | None = None  # --backend: ONNX Runtime execution provider / OpenVINO device
+    compile: bool = False  # PyTorch weights: torch.compile (inductor, frozen)
+    bf16: bool = False  # PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)
 
 
 @dataclass
@@ -120,7 +123,7 @@ def describe(det: torch.Tensor, names: list[str]) -> str:
     return ", ".join(f"{n} {names[int(c)]}{'s' * (n > 1)}" for c, n in zip(classes.tolist(), counts.tolist()))
 
 
-def _load_detector(weights: str, cfg: str | None, device: str, half: bool):
+def _load_detector(weights: str, cfg: str | None, device: str, half: bool, runtime=None, compile=False, bf16=False):
     """A models.backends.Backend, or for Darknet .weights a callable (im0 -> (n, 6) det) via darknet_infer."""
     from utils.torch_utils import select_device
 
@@ -128,7 +131,8 @@ def _load_detector(weights: str, cfg: str | None, device: str, half: bool):
     if str(weights).endswith(".weights"):
         return _darknet(weights, cfg, dev)
     from models.backends import load_backend
-    return load_backend(weights, dev, fuse=True, half=half and dev.type == "cuda")
+    return load_backend(weights, dev, fuse=True, half=half and dev.type == "cuda", runtime=runtime, compile=compile,
+                        bf16=bf16)
 
 
 def _darknet(weights: str, cfg: str | None, dev: torch.device):
@@ -152,8 +156,8 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
     t1 = time.perf_counter()
     pred = backend(im, augment=opt.augment)
     t2 = time.perf_counter()
-    dets = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
-                               max_det=opt.max_det, has_objectness=getattr(backend, "has_objectness", True))
+    dets = detections(backend, pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
+                      max_det=opt.max_det, has_objectness=getattr(backend, "has_objectness", True))
     for det, p in zip(dets, batch):
         det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()
     return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]
@@ -181,8 +185,10 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     the default pads only to a stride multiple, like YOLOv5's detect.py.
     """
     opt = DetectOptions(weights=str(weights), source=str(source), **kwargs)
-    detector = _load_detector(opt.weights, opt.cfg, opt.device, opt.half)
+    detector = _load_detector(opt.weights, opt.cfg, opt.device, opt.half, opt.runtime, opt.compile, opt.bf16)
     darknet = isinstance(detector, tuple)
+    if not darknet:
+        with_thresholds(detector, opt.conf_thres, opt.iou_thres, multi_label=False)
     names = list(detector[0].names) if darknet else detector.names
     stride = 32 if darknet else detector.stride
     imgsz = _imgsz(opt.imgsz)
@@ -216,7 +222,7 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     """argparse -> DetectOptions (YOLOv5's flag names)."""
     d = DetectOptions()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=d.weights, help=".pt, .torchscript, .onnx, or Darknet .weights with --cfg")
+    p.add_argument("--weights", default=d.weights, help=".pt, .torchscript, .onnx, *_openvino_model/, or Darknet .weights with --cfg")
     p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list, video, webcam index, URL")
     p.add_argument("--cfg", default=None, help="Darknet .cfg for .weights files")
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
@@ -233,6 +239,10 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--line-thickness", type=int, default=d.line_thickness, help="box line width (pixels)")
     p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every n-th video frame")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="max images per batch (same shape only)")
+    p.add_argument("--backend", dest="runtime", default=d.runtime,
+                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) or OpenVINO device (CPU, GPU, AUTO)")
+    p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
+    p.add_argument("--bf16", action="store_true", help="PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)")
     return DetectOptions(**vars(p.parse_args(argv)))
 
 

@@ -1,13 +1,17 @@
-"""Export a detector to TorchScript and/or ONNX, each verified by running it against PyTorch.
+"""Export a detector to TorchScript, ONNX and/or OpenVINO, each verified by running it against PyTorch.
 
-    python export.py --weights yolov5n.pt --include torchscript onnx --imgsz 640 [--dynamic] [--project DIR --name NAME]
+    python export.py --weights yolov5n.pt --include torchscript onnx openvino --imgsz 640 [--dynamic] [--simplify]
+                     [--nms] [--int8 --data coco128.yaml] [--project DIR --name NAME]
 
 Files are written next to the weights (`yolov5n.torchscript`, `yolov5n.onnx`), as YOLOv5 does, or into
 project/name (incremented like the other scripts' runs) when --project or --name is given. A file appears
 only once its check has passed. The exported graph outputs only the decoded (B, N, 5 + nc) tensor
 (Detect.export); class names, stride, input size and whether the shape is dynamic are stored in the file
 (see models/backends.py), so detect.py and val.py can load it. Every format is exported from the same model
-state (`export_state`), whatever ran before it.
+state (`export_state`), whatever ran before it. `--nms` appends NMS to the ONNX graph (utils/export/onnx_nms.py:
+boxes, scores, classes out); `openvino` writes `<stem>_openvino_model/`, with `--int8` instead an NNCF-quantized
+`<stem>_int8_openvino_model/` calibrated on the --data images (utils/export/openvino.py). The runtimes and tools
+are optional (requirements-deploy.txt).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +32,14 @@ import torch
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
 from models.detect import Detect
 from utils.cli import UserValueError, run_main
+from utils.export import openvino as ov_export
+from utils.export.onnx_nms import add_nms, verify_nms
+from utils.export.simplify import simplify as simplify_onnx
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo.export")
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "openvino")
+INT8_ATOL = 0.15  # INT8 check on a real image: scores (objectness, classes) within this of PyTorch
 
 
 @dataclass
@@ -43,6 +52,13 @@ class ExportOptions:
     dynamic: bool = False
     opset: int = 17
     simplify: bool = False
+    nms: bool = False
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 300
+    multi_label: bool = False
+    int8: bool = False
+    data: str | None = None
     device: str = "cpu"
     atol: float = 1e-3
     project: str | None = None  # None (and no name): next to the weights
@@ -111,7 +127,8 @@ def export_torchscript(model: torch.nn.Module, im: torch.Tensor, path: Path, met
 
 def export_onnx(model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict, opset: int, dynamic: bool,
                 simplify: bool) -> Path:
-    """torch.onnx (TorchScript-based exporter) plus metadata_props; optional onnxsim simplification."""
+    """torch.onnx (TorchScript-based exporter) plus metadata_props; optional simplification; with meta['nms'],
+    NMS appended to the graph."""
     import onnx
 
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
@@ -122,22 +139,13 @@ def export_onnx(model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     if simplify:
-        proto = _simplify(proto)
+        proto = simplify_onnx(proto)
+    if meta.get("nms"):
+        proto = add_nms(proto, meta["nms"]["max_det"], meta["has_objectness"], meta["nms"]["multi_label"])
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=json.dumps(v))
     onnx.save(proto, str(path))
     return path
-
-
-def _simplify(proto):
-    try:
-        import onnxsim
-    except ImportError as e:
-        raise RuntimeError("--simplify needs the onnxsim package (pip install onnxsim)") from e
-    proto, ok = onnxsim.simplify(proto)
-    if not ok:
-        raise RuntimeError("onnxsim could not verify the simplified model")
-    return proto
 
 
 def verify(path: Path, expected: torch.Tensor, im: torch.Tensor, atol: float, name: Path | None = None) -> float:
@@ -161,46 +169,124 @@ def _verify_input(batch: int, imgsz: tuple[int, int]) -> torch.Tensor:
 
 def export_format(fmt: str, model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict, opset: int = 17,
                   dynamic: bool = False, simplify: bool = False) -> Path:
-    """Write `model` as `fmt` to `path`, from export_state and leaving the model as it was."""
+    """Write `model` as `fmt` (torchscript or onnx) to `path`, from export_state and leaving the model as it was."""
     with export_state(model) as wrapped:
         if fmt == "torchscript":
             return export_torchscript(wrapped, im, path, meta)
         return export_onnx(wrapped, im, path, meta, opset, dynamic, simplify)
 
 
-def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640), batch_size=1, dynamic=False,
-        opset=17, simplify=False, device="cpu", atol=1e-3, project=None, name=None, exist_ok=False
-        ) -> dict[str, Path]:
-    """Export `weights` to each format in `include`; returns {format: path}. Raises if a check fails."""
-    from models import load_model
+def export_openvino(model: torch.nn.Module, im: torch.Tensor, out: Path, meta: dict, opset: int, dynamic: bool,
+                    int8_data: str | None = None) -> Path:
+    """The OpenVINO IR folder `out`, converted from a temporary ONNX export; INT8-quantized when int8_data is set."""
+    import tempfile
 
-    unknown = set(include) - set(FORMATS)
+    onnx_meta = {k: v for k, v in meta.items() if k != "nms"} | {"nms": None}
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = export_format("onnx", model, im, Path(d) / "model.onnx", onnx_meta, opset, dynamic)
+        ov_model = ov_export.convert(onnx_path, onnx_meta)
+    if int8_data is not None:
+        head = next(n for n, m in model.named_modules() if isinstance(m, Detect))
+        ov_model = ov_export.quantize(ov_model, int8_data, tuple(meta["imgsz"]), head)
+    return ov_export.save_ir(ov_model, out, out.name.split("_openvino_model")[0].removesuffix("_int8"))
+
+
+def verify_int8(path: Path, model: torch.nn.Module, data: str, imgsz: tuple[int, int]) -> float:
+    """INT8 check on the first calibration image: scores within INT8_ATOL of PyTorch (boxes follow from val.py's
+    mAP, which the README states); returns the max |score difference|."""
+    files, load = ov_export.calibration_images(data, imgsz, 1)
+    x = torch.from_numpy(load(files[0]))
+    with export_state(model) as wrapped, torch.inference_mode():
+        want = wrapped(x)
+    got = load_backend(path, "cpu")(x)
+    if got.shape != want.shape:
+        raise AssertionError(f"{path}: output shape {tuple(got.shape)} != PyTorch {tuple(want.shape)}")
+    diff = float((got[..., 4:] - want[..., 4:]).abs().max())
+    if not np.isfinite(diff) or diff > INT8_ATOL:
+        raise AssertionError(f"{path}: INT8 scores differ from PyTorch by {diff:.3g} on {files[0]} (> {INT8_ATOL})")
+    return diff
+
+
+def _nms_meta(opt: ExportOptions) -> dict | None:
+    if not opt.nms:
+        return None
+    if not 0 < opt.conf_thres <= 1 or not 0 <= opt.iou_thres <= 1 or opt.max_det < 1:
+        raise UserValueError(f"--nms needs 0 < --conf-thres <= 1, 0 <= --iou-thres <= 1 and --max-det >= 1 (got "
+                             f"{opt.conf_thres}, {opt.iou_thres}, {opt.max_det})")
+    return {"conf_thres": opt.conf_thres, "iou_thres": opt.iou_thres, "max_det": opt.max_det,
+            "multi_label": opt.multi_label}
+
+
+def _check_options(opt: ExportOptions) -> None:
+    unknown = set(opt.include) - set(FORMATS)
     if unknown:
         raise UserValueError(f"--include {sorted(unknown)}: unknown format(s); choose from {FORMATS}")
-    imgsz = tuple(imgsz) * 2 if len(imgsz) == 1 else tuple(imgsz)
-    model = load_model(weights, device=device, fuse=True)
+    if opt.nms and "onnx" not in opt.include:
+        raise UserValueError("--nms is an ONNX option: add onnx to --include")
+    if opt.int8 and "openvino" not in opt.include:
+        raise UserValueError("--int8 is an OpenVINO option: add openvino to --include")
+    if opt.int8 and not opt.data:
+        raise UserValueError("--int8 needs --data (a data YAML whose images calibrate the quantization)")
+
+
+def _export_one(fmt: str, model, im, folder: Path, opt: ExportOptions, meta: dict, checks) -> Path:
+    """Export and verify one format (checks: (expected, x), (expected2, x2)); the file appears only once verified."""
+    (expected, x), (expected2, x2) = checks
+    stem = Path(opt.weights).stem
+    if fmt == "openvino":
+        out = ov_export.ir_dir(folder, stem, opt.int8)
+        export_openvino(model, im, out, meta, opt.opset, opt.dynamic, opt.data if opt.int8 else None)
+        try:
+            diff = verify_int8(out, model, opt.data, tuple(meta["imgsz"])) if opt.int8 else \
+                verify(out, expected, x, opt.atol)
+        except Exception:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        return _report(fmt, out, diff)
+    path = folder / f"{stem}.{fmt}"
+    fmt_meta = meta | {"nms": meta["nms"] if fmt == "onnx" else None}
+    with staged(path) as tmp:
+        export_format(fmt, model, im, tmp, fmt_meta, opt.opset, opt.dynamic, opt.simplify and fmt == "onnx")
+        if fmt_meta["nms"]:
+            diff = verify_nms(tmp, x, expected, fmt_meta["nms"], meta["has_objectness"], opt.atol)
+            LOGGER.info(f"{fmt}: in-graph NMS equals utils/nms.py on {diff} detections")
+            diff = 0.0
+        else:
+            diff = verify(tmp, expected, x, opt.atol, path)
+        if opt.dynamic and fmt == "onnx" and fmt_meta["nms"]:  # also another batch size and image shape
+            verify_nms(tmp, x2, expected2, fmt_meta["nms"], meta["has_objectness"], opt.atol)
+        elif opt.dynamic and fmt == "onnx":
+            diff = max(diff, verify(tmp, expected2, x2, opt.atol, path))
+    return _report(fmt, path, diff)
+
+
+def _report(fmt: str, path: Path, diff: float) -> Path:
+    size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+    LOGGER.info(f"{fmt}: saved {path} ({size / 1e6:.1f} MB), max |diff| vs PyTorch {diff:.2e}")
+    return path
+
+
+def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640), **kwargs) -> dict[str, Path]:
+    """Export `weights` to each format in `include` (other options: ExportOptions' fields); returns {format: path}.
+    Raises if a check fails."""
+    from models import load_model
+
+    opt = ExportOptions(weights=str(weights), include=list(include), imgsz=list(imgsz), **kwargs)
+    _check_options(opt)
+    imgsz = tuple(opt.imgsz) * 2 if len(opt.imgsz) == 1 else tuple(opt.imgsz)
+    model = load_model(weights, device=opt.device, fuse=True)
     stride = int(model.stride.max())
     if any(s % stride for s in imgsz):
         raise UserValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
-    im = torch.zeros(batch_size, 3, *imgsz, device=device)
-    meta = export_metadata(model.names, stride, imgsz, batch_size, dynamic,
-                           has_objectness=model.detect.has_objectness)
-    x = _verify_input(batch_size, imgsz)
-    x2 = _verify_input(batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
+    im = torch.zeros(opt.batch_size, 3, *imgsz, device=opt.device)
+    meta = export_metadata(model.names, stride, imgsz, opt.batch_size, opt.dynamic,
+                           has_objectness=model.detect.has_objectness) | {"nms": _nms_meta(opt)}
+    x = _verify_input(opt.batch_size, imgsz)
+    x2 = _verify_input(opt.batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
     with export_state(model) as wrapped, torch.inference_mode():
-        expected, expected2 = wrapped(x), wrapped(x2)
-    folder = output_dir(weights, project, name, exist_ok)
-    out = {}
-    for fmt in include:
-        path = folder / Path(weights).with_suffix(f".{fmt}").name
-        with staged(path) as tmp:
-            export_format(fmt, model, im, tmp, meta, opset, dynamic, simplify)
-            diff = verify(tmp, expected, x, atol, path)
-            if dynamic and fmt == "onnx":  # also another batch size and image shape
-                diff = max(diff, verify(tmp, expected2, x2, atol, path))
-        LOGGER.info(f"{fmt}: saved {path} ({path.stat().st_size / 1e6:.1f} MB), max |diff| vs PyTorch {diff:.2e}")
-        out[fmt] = path
-    return out
+        checks = (wrapped(x), x), (wrapped(x2), x2)
+    folder = output_dir(weights, opt.project, opt.name, opt.exist_ok)
+    return {fmt: _export_one(fmt, model, im, folder, opt, meta, checks) for fmt in opt.include}
 
 
 def parse_opt(argv: list[str] | None = None) -> ExportOptions:
@@ -212,7 +298,14 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size")
     p.add_argument("--opset", type=int, default=d.opset)
-    p.add_argument("--simplify", action="store_true", help="ONNX: simplify with onnxsim (optional package)")
+    p.add_argument("--simplify", action="store_true", help="ONNX: simplify with onnxslim or onnxsim (optional)")
+    p.add_argument("--nms", action="store_true", help="ONNX: NMS in the graph (boxes, scores, classes outputs)")
+    p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="--nms confidence threshold")
+    p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="--nms IoU threshold")
+    p.add_argument("--max-det", type=int, default=d.max_det, help="--nms detections kept per image")
+    p.add_argument("--multi-label", action="store_true", help="--nms: every class above conf per box (val.py)")
+    p.add_argument("--int8", action="store_true", help="OpenVINO: INT8 by NNCF post-training quantization")
+    p.add_argument("--data", default=d.data, help="data YAML of the --int8 calibration images")
     p.add_argument("--device", default=d.device)
     p.add_argument("--atol", type=float, default=d.atol, help="max |diff| allowed in the verification run")
     p.add_argument("--project", default=d.project, help="save to project/name (default: next to the weights)")

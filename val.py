@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from utils.cli import UserFileNotFoundError, UserValueError
 from utils.evaluator import EvalResult, Evaluator
-from utils.nms import non_max_suppression
+from models.backend_export import detections, with_thresholds
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo.val")
@@ -59,6 +59,9 @@ class ValOptions:
     name: str = "exp"
     exist_ok: bool = False
     half: bool = False
+    runtime: str | None = None  # --backend: ONNX Runtime execution provider / OpenVINO device
+    compile: bool = False  # PyTorch weights: torch.compile (inductor, frozen)
+    bf16: bool = False  # PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)
     study_sizes: list[int] | None = None  # --task study image sizes (default 256..1536 step 128)
 
 
@@ -115,7 +118,7 @@ def _json_writer(anno_json: Path | None, names: list[str]):
     return (lambda p: int(Path(p).stem) if Path(p).stem.isnumeric() else Path(p).stem), cats
 
 
-def _load(weights, device: str, half: bool, batch_size: int):
+def _load(weights, device: str, half: bool, batch_size: int, runtime=None, compile=False, bf16=False):
     """Backend for the CLI path: fused PyTorch model or an export (static exports fix batch and shape)."""
     from models.backends import load_backend
     from utils.torch_utils import select_device
@@ -124,7 +127,7 @@ def _load(weights, device: str, half: bool, batch_size: int):
     half = half and dev.type == "cuda"
     if weights is None:
         raise ValueError("val.py needs --weights (or a model when called from training)")
-    return load_backend(weights, dev, fuse=True, half=half), dev
+    return load_backend(weights, dev, fuse=True, half=half, runtime=runtime, compile=compile, bf16=bf16), dev
 
 
 def _dataloader(data, task: str, imgsz: int, batch_size: int, stride: int, single_cls: bool, workers: int,
@@ -168,7 +171,7 @@ def _batch_step(backend, im, targets, augment, compute_loss, nms_kw, timers, los
     h, w = im.shape[2:]
     targets[:, 2:] *= torch.tensor((w, h, w, h), device=targets.device)
     with dt_nms:
-        out = non_max_suppression(preds, **nms_kw)
+        out = detections(backend, preds, **nms_kw)
     return out, targets, (h, w)
 
 
@@ -196,7 +199,8 @@ def _coco_eval(ev: Evaluator, save_dir: Path, stem: str, anno_json: Path | None)
 def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thres=0.6, max_det=300, task="val",
         device="", workers=2, single_cls=False, augment=False, verbose=False, save_txt=False, save_conf=False,
         save_json=False, project="runs/val", name="exp", exist_ok=False, half=False, model=None,
-        dataloader=None, save_dir=None, plots=True, compute_loss=None, names=None):
+        dataloader=None, save_dir=None, plots=True, compute_loss=None, names=None, runtime=None, compile=False,
+        bf16=False):
     """Validate -> ((P, R, mAP50, mAP50-95, box_loss, obj_loss, cls_loss), maps (nc,), (pre, inf, nms) ms/image).
 
     With `model` (training) the model is used as it is (device, dtype, no fusing); `compute_loss` gives the
@@ -206,7 +210,8 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
         raise UserValueError(f"task must be one of {TASKS}, got {task!r}")
     data = _data_config(data)
     training = model is not None
-    backend, was_training = _backend_for(model, weights, device, half, batch_size)
+    backend, was_training = _backend_for(model, weights, device, half, batch_size, runtime, compile, bf16)
+    with_thresholds(backend, conf_thres, iou_thres, multi_label=True)
     names = list(names or data["names"] or backend.names)
     nc = 1 if single_cls else len(names)
     save_dir = Path(save_dir) if save_dir else increment_path(Path(project) / name, exist_ok=exist_ok)
@@ -248,10 +253,10 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     return (res.mp, res.mr, res.map50, res.map, *val_loss), res.maps, speeds
 
 
-def _backend_for(model, weights, device, half, batch_size):
+def _backend_for(model, weights, device, half, batch_size, runtime=None, compile=False, bf16=False):
     """(backend, model was in training mode) for a given model (training) or weights (CLI)."""
     if model is None:
-        return _load(weights, device, half, batch_size)[0], False
+        return _load(weights, device, half, batch_size, runtime, compile, bf16)[0], False
     from models.backends import Backend
 
     p = next(model.parameters())
@@ -302,6 +307,10 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     p.add_argument("--workers", type=int, default=d.workers, help="dataloader workers")
     for flag in ("single-cls", "augment", "verbose", "save-txt", "save-conf", "save-json", "exist-ok", "half"):
         p.add_argument(f"--{flag}", action="store_true")
+    p.add_argument("--backend", dest="runtime", default=d.runtime,
+                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) or OpenVINO device (CPU, GPU, AUTO)")
+    p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
+    p.add_argument("--bf16", action="store_true", help="PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)")
     p.add_argument("--project", default=d.project)
     p.add_argument("--name", default=d.name)
     p.add_argument("--study-sizes", nargs="+", type=int, default=d.study_sizes,
