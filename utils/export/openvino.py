@@ -72,8 +72,16 @@ def quantize(model, data: str, imgsz: tuple[int, int], head: str, limit: int = C
     files, load = calibration_images(data, imgsz, limit)
     dataset = nncf.Dataset(files, load)
     ignored = head_ignored_scope(head)
-    return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(files),
-                         ignored_scope=ignored)
+    import logging
+
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)  # one INFO line per operation it leaves in float
+    try:
+        return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(files),
+                             ignored_scope=ignored)
+    finally:
+        nncf_log.setLevel(level)
 
 
 def save_ir(model, out: Path, stem: str) -> Path:
