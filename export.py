@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,8 +178,9 @@ def export_format(fmt: str, model: torch.nn.Module, im: torch.Tensor, path: Path
 
 
 def export_openvino(model: torch.nn.Module, im: torch.Tensor, out: Path, meta: dict, opset: int, dynamic: bool,
-                    int8_data: str | None = None) -> Path:
-    """The OpenVINO IR folder `out`, converted from a temporary ONNX export; INT8-quantized when int8_data is set."""
+                    int8_data: str | None = None, stem: str = "model") -> Path:
+    """The OpenVINO IR folder `out` (stem.xml/.bin), converted from a temporary ONNX export; INT8-quantized when
+    int8_data is set."""
     import tempfile
 
     onnx_meta = {k: v for k, v in meta.items() if k != "nms"} | {"nms": None}
@@ -190,22 +190,24 @@ def export_openvino(model: torch.nn.Module, im: torch.Tensor, out: Path, meta: d
     if int8_data is not None:
         head = next(n for n, m in model.named_modules() if m is model.detect)
         ov_model = ov_export.quantize(ov_model, int8_data, tuple(meta["imgsz"]), head)
-    return ov_export.save_ir(ov_model, out, out.name.split("_openvino_model")[0].removesuffix("_int8"))
+    return ov_export.save_ir(ov_model, out, stem)
 
 
-def verify_int8(path: Path, model: torch.nn.Module, data: str, imgsz: tuple[int, int]) -> float:
+def verify_int8(path: Path, model: torch.nn.Module, data: str, imgsz: tuple[int, int], name: Path | None = None
+                ) -> float:
     """INT8 check on the first calibration image: mean |score difference| to PyTorch within INT8_MEAN_ATOL (the
-    accuracy itself is val.py's mAP, which the README states); returns that mean."""
+    accuracy itself is val.py's mAP, which the README states); returns that mean. `name`: the file messages name."""
+    name = name or path
     files, load = ov_export.calibration_images(data, imgsz, 1)
     x = torch.from_numpy(load(files[0]))
     with export_state(model) as wrapped, torch.inference_mode():
         want = wrapped(x)
     got = load_backend(path, "cpu")(x)
     if got.shape != want.shape:
-        raise AssertionError(f"{path}: output shape {tuple(got.shape)} != PyTorch {tuple(want.shape)}")
+        raise AssertionError(f"{name}: output shape {tuple(got.shape)} != PyTorch {tuple(want.shape)}")
     diff = float((got[..., 4:] - want[..., 4:]).abs().mean())
     if not np.isfinite(diff) or diff > INT8_MEAN_ATOL:
-        raise AssertionError(f"{path}: INT8 scores differ from PyTorch by {diff:.3g} on average on {files[0]} "
+        raise AssertionError(f"{name}: INT8 scores differ from PyTorch by {diff:.3g} on average on {files[0]} "
                              f"(> {INT8_MEAN_ATOL})")
     return diff
 
@@ -238,13 +240,14 @@ def _export_one(fmt: str, model, im, folder: Path, opt: ExportOptions, meta: dic
     stem = Path(opt.weights).stem
     if fmt == "openvino":
         out = ov_export.ir_dir(folder, stem, opt.int8)
-        export_openvino(model, im, out, meta, opt.opset, opt.dynamic, opt.data if opt.int8 else None)
-        try:
-            diff = verify_int8(out, model, opt.data, tuple(meta["imgsz"])) if opt.int8 else \
-                verify(out, expected, x, opt.atol)
-        except Exception:
-            shutil.rmtree(out, ignore_errors=True)
-            raise
+        with ov_export.staged_ir(out) as tmp:
+            export_openvino(model, im, tmp, meta, opt.opset, opt.dynamic, opt.data if opt.int8 else None, stem)
+            if opt.int8:
+                diff = verify_int8(tmp, model, opt.data, tuple(meta["imgsz"]), out)
+            else:
+                diff = verify(tmp, expected, x, opt.atol, out)
+                if opt.dynamic:
+                    diff = max(diff, verify(tmp, expected2, x2, opt.atol, out))
         return _report(fmt, out, diff, "mean |score diff|" if opt.int8 else "max |diff|")
     path = folder / f"{stem}.{fmt}"
     fmt_meta = meta | {"nms": meta["nms"] if fmt == "onnx" else None}
@@ -299,7 +302,7 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--include", nargs="+", default=d.include, choices=FORMATS)
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size")
+    p.add_argument("--dynamic", action="store_true", help="ONNX / OpenVINO: dynamic batch and image size")
     p.add_argument("--opset", type=int, default=d.opset)
     p.add_argument("--simplify", action="store_true", help="ONNX: simplify with onnxslim or onnxsim (optional)")
     p.add_argument("--nms", action="store_true", help="ONNX: NMS in the graph (boxes, scores, classes outputs)")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -84,18 +86,25 @@ def quantize(model, data: str, imgsz: tuple[int, int], head: str, limit: int = C
         nncf_log.setLevel(level)
 
 
-def save_ir(model, out: Path, stem: str) -> Path:
-    """Write the IR into `out` atomically (a staging folder renamed into place)."""
-    import openvino as ov
-
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+@contextmanager
+def staged_ir(out: Path) -> Iterator[Path]:
+    """A staging folder beside `out` (its name still ends in _openvino_model, so the loaders take it) that becomes
+    `out` only if the block succeeds."""
+    tmp = out.with_name(f".{os.getpid()}.{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        ov.save_model(model, str(tmp / f"{stem}.xml"), compress_to_fp16=False)
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+
+def save_ir(model, folder: Path, stem: str) -> Path:
+    """Write the IR as folder/stem.xml + .bin (fp32 weights)."""
+    import openvino as ov
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(folder / f"{stem}.xml"), compress_to_fp16=False)
+    return folder
