@@ -41,6 +41,9 @@ FORMATS = ("torchscript", "onnx", "openvino")
 # INT8 check on a real image: mean |score difference| (objectness and class columns) to PyTorch. Measured for yolov5n
 # at 320 on 8 coco128 images: 0.0009-0.0018 (single scores differ by up to 0.27); a broken quantization is far above.
 INT8_MEAN_ATOL = 0.01
+# fp32 exports: box coordinates (pixels) may also differ by this fraction of their value, since other runtimes sum
+# convolutions in another order (OpenVINO at 640: 1.1e-3 px on coordinates up to ~700, 1.6e-6 relative)
+BOX_RTOL = 1e-5
 
 
 @dataclass
@@ -157,9 +160,12 @@ def verify(path: Path, expected: torch.Tensor, im: torch.Tensor, atol: float, na
     name = name or path
     if got.shape != expected.shape:
         raise AssertionError(f"{name}: output shape {tuple(got.shape)} != PyTorch {tuple(expected.shape)}")
-    diff = float((got - expected).abs().max())
-    if not np.isfinite(diff) or diff > atol:
-        raise AssertionError(f"{name}: output differs from PyTorch by {diff:.3g} (> {atol})")
+    err = (got - expected).abs()
+    diff = float(err.max())
+    box_tol = atol + BOX_RTOL * expected[..., :4].abs()
+    if not np.isfinite(diff) or bool((err[..., :4] > box_tol).any()) or float(err[..., 4:].max()) > atol:
+        raise AssertionError(f"{name}: output differs from PyTorch by {diff:.3g} (> {atol}, boxes "
+                             f"{atol} + {BOX_RTOL} x |value|)")
     return diff
 
 
