@@ -222,7 +222,8 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     """argparse -> DetectOptions (YOLOv5's flag names)."""
     d = DetectOptions()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=d.weights, help=".pt, .torchscript, .onnx, *_openvino_model/, or Darknet .weights with --cfg")
+    p.add_argument("--weights", default=d.weights,
+                   help=".pt, .torchscript, .onnx, *_openvino_model/, or Darknet .weights with --cfg")
     p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list, video, webcam index, URL")
     p.add_argument("--cfg", default=None, help="Darknet .cfg for .weights files")
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
@@ -240,7 +241,7 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every n-th video frame")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="max images per batch (same shape only)")
     p.add_argument("--backend", dest="runtime", default=d.runtime,
-                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) or OpenVINO device (CPU, GPU, AUTO)")
+                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) / OpenVINO device (CPU, GPU, AUTO)")
     p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
     p.add_argument("--bf16", action="store_true", help="PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)")
     return DetectOptions(**vars(p.parse_args(argv)))

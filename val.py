@@ -308,7 +308,7 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     for flag in ("single-cls", "augment", "verbose", "save-txt", "save-conf", "save-json", "exist-ok", "half"):
         p.add_argument(f"--{flag}", action="store_true")
     p.add_argument("--backend", dest="runtime", default=d.runtime,
-                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) or OpenVINO device (CPU, GPU, AUTO)")
+                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) / OpenVINO device (CPU, GPU, AUTO)")
     p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
     p.add_argument("--bf16", action="store_true", help="PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)")
     p.add_argument("--project", default=d.project)

@@ -7,12 +7,13 @@ coco128's 128 images, val.py mAP50-95 on coco128, and the ratio to the official 
 Backends: PyTorch eager (fused, channels_last, CPU micro-batches: load_backend's defaults), PyTorch compiled
 (`--compile`: inductor, frozen), TorchScript, ONNX Runtime (CPU provider), OpenVINO fp32 and OpenVINO INT8 (NNCF,
 calibrated on coco128). Exports are written at 640 with a dynamic shape (TorchScript: one static export per batch
-size, batch 1 for the scripts, so its detect.py/val.py inputs are square 640, not YOLOv5's rect shapes).
-yolov5n uses the official pretrained weights of ../shared; yolov5s and yolov8n have no pretrained weights there, so
-they are timed with seeded random weights (no mAP, and detect.py finds nothing: `--scripts-for` runs the scripts for
-yolov5n only by default). The compiled backend's scripts are not run: detect.py's and val.py's varying input
-shapes each compile again (models/backend_compile.py). Official figures: bench/official_baseline.py's JSON when it exists (same machine), else
-perf.md's. Timings on a shared machine move with its load: the load average is printed with the table.
+size, batch 1 for the scripts, so its detect.py/val.py inputs are square 640, not YOLOv5's rect shapes). yolov5n
+uses the official pretrained weights of ../shared; yolov5s and yolov8n have no pretrained weights there, so they
+are timed with seeded random weights (no mAP, and detect.py finds nothing: `--scripts-for` runs the scripts for
+yolov5n only by default). The compiled backend's scripts are not run: detect.py's and val.py's varying input shapes
+each compile again (models/backend_compile.py). Official figures: bench/official_baseline.py's JSON when it exists
+(same machine), else perf.md's. Timings on a shared machine move with its load: the load average is printed with
+the table.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def accelerate(backend, compile: bool = False, bf16: bool = False):
         compiled = torch.compile(model, backend="inductor", dynamic=False, options={"freezing": True})
         fmt = torch.channels_last
 
-        def forward(im: torch.Tensor, augment: bool = False):
+        def compiled_forward(im: torch.Tensor, augment: bool = False):
             im = im.contiguous(memory_format=fmt)
             if augment:
                 return model(im, augment=True)
@@ -45,6 +45,8 @@ def accelerate(backend, compile: bool = False, bf16: bool = False):
                 if not chunk or im.shape[0] <= chunk:
                     return compiled(im)
                 return _cat_outputs([compiled(part) for part in im.split(chunk)])
+
+        forward = compiled_forward
 
     if bf16:
         inner = forward

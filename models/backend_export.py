@@ -41,7 +41,7 @@ def check_output_width(path: Path, meta: dict, width: int | None) -> None:
                              f"names need {want}: the file does not match its metadata")
 
 
-def check_input_shape(path: Path, meta: dict, shape: list, want: tuple) -> None:
+def check_input_shape(path: Path, meta: dict, shape: list) -> None:
     """A static graph's declared input (B, 3, H, W) must agree with its metadata's batch and imgsz."""
     if meta.get("dynamic") or len(shape) != 4 or not all(isinstance(s, int) for s in shape):
         return

@@ -49,7 +49,7 @@ def load_onnxruntime(path: Path, device: torch.device, runtime: str | None = Non
     session = _session(path, providers(runtime, device))
     meta = parse_metadata(path, session.get_modelmeta().custom_metadata_map)
     inp, outs = session.get_inputs()[0], session.get_outputs()
-    check_input_shape(path, meta, list(inp.shape), tuple(meta["imgsz"]))
+    check_input_shape(path, meta, list(inp.shape))
     width = outs[0].shape[-1] if outs[0].shape else None
     check_output_width(path, meta, width if isinstance(width, int) else None)
     dtype = np.float16 if "float16" in inp.type else np.float32

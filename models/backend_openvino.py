@@ -72,12 +72,12 @@ def load_openvino(path: Path, device: torch.device, runtime: str | None = None):
     core, model = _read(xml)
     meta = parse_metadata(xml, read_metadata(model))
     shape = model.inputs[0].get_partial_shape()
-    check_input_shape(xml, meta, [d.get_length() if d.is_static else None for d in shape], tuple(meta["imgsz"]))
+    check_input_shape(xml, meta, [d.get_length() if d.is_static else None for d in shape])
     out0 = model.outputs[0].get_partial_shape()
     check_output_width(xml, meta, out0[len(out0) - 1].get_length() if out0[len(out0) - 1].is_static else None)
     target = (runtime or "CPU").upper()
-    if target.split(":")[0].split(".")[0] not in {d.split(".")[0] for d in core.available_devices} | {"AUTO", "MULTI",
-                                                                                                      "HETERO"}:
+    known = {d.split(".")[0] for d in core.available_devices} | {"AUTO", "MULTI", "HETERO"}  # GPU.0 -> GPU
+    if target.split(":")[0].split(".")[0] not in known:
         raise UserValueError(f"--backend {runtime}: OpenVINO device not available here "
                              f"(available: {', '.join(core.available_devices)})")
     config = {"INFERENCE_PRECISION_HINT": "f32"} if target.startswith("CPU") else {}

@@ -1,4 +1,4 @@
-"""`export.py --simplify`: an ONNX graph simplified by onnxslim (preferred) or onnx-simplifier, whichever is installed."""
+"""`export.py --simplify`: an ONNX graph simplified by onnxslim (preferred) or onnx-simplifier, whichever is there."""
 from __future__ import annotations
 
 from utils.cli import UserValueError
