@@ -61,7 +61,9 @@ def load_onnxruntime(path: Path, device: torch.device, runtime: str | None = Non
         if backend.nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
             feeds |= {k: np.array([backend.nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
             return nms_rows(*session.run(out_names, feeds)[:3], device)
-        return torch.from_numpy(session.run(out_names, feeds)[0]).to(device).float()
+        out = session.run(out_names, feeds)[0]
+        check_output_width(path, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
+        return torch.from_numpy(out).to(device).float()
 
     backend = Backend(forward, meta["names"], int(meta["stride"]), "onnx", device, **static_fields(meta))
     return backend

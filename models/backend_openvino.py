@@ -87,6 +87,8 @@ def load_openvino(path: Path, device: torch.device, runtime: str | None = None):
     def forward(im: torch.Tensor):
         check_call(xml, meta, im)
         result = request.infer({0: np.ascontiguousarray(im.detach().cpu().numpy(), dtype=np.float32)})
-        return torch.from_numpy(np.array(result[compiled.outputs[0]])).to(device).float()
+        out = np.array(result[compiled.outputs[0]])
+        check_output_width(xml, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
+        return torch.from_numpy(out).to(device).float()
 
     return Backend(forward, meta["names"], int(meta["stride"]), "openvino", device, **static_fields(meta))
