@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.backend_export import detections, with_thresholds
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
-from utils.nms import head_nms_kwargs, non_max_suppression
+from utils.nms import head_nms_kwargs
 from utils.detect_output import ResultWriter
 from utils.paths import increment_path
 from utils.sources import Frame, iter_source
@@ -65,6 +66,9 @@ class DetectOptions:
     vid_stride: int = 1
     batch_size: int = 8
     darknet_mode: bool = False  # Darknet .weights: Darknet's own preprocessing and NMS (detect_image)
+    runtime: str | None = None  # --backend: ONNX Runtime execution provider / OpenVINO device
+    compile: bool = False  # PyTorch weights: torch.compile (inductor, frozen)
+    bf16: bool = False  # PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)
 
 
 @dataclass
@@ -122,13 +126,13 @@ def describe(det: torch.Tensor, names: list[str]) -> str:
 
 
 def load_detector(opt: DetectOptions):
-    """The Backend of --weights (with --cfg and --darknet-mode for Darknet .weights)."""
+    """The Backend of --weights (with --cfg and --darknet-mode for Darknet .weights; --backend, --compile, --bf16)."""
     from models.backends import load_backend
     from utils.torch_utils import select_device
 
     dev = select_device(opt.device)
     return load_backend(opt.weights, dev, fuse=True, half=opt.half and dev.type == "cuda", cfg=opt.cfg,
-                        darknet_mode=opt.darknet_mode)
+                        darknet_mode=opt.darknet_mode, runtime=opt.runtime, compile=opt.compile, bf16=opt.bf16)
 
 
 @torch.inference_mode()
@@ -142,8 +146,8 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
     t2 = time.perf_counter()
     kw = head_nms_kwargs(getattr(backend, "test_cfg", None),
                          dict(conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det))
-    dets = non_max_suppression(pred, classes=opt.classes, agnostic=opt.agnostic_nms,
-                               has_objectness=getattr(backend, "has_objectness", True), **kw)
+    dets = detections(backend, pred, classes=opt.classes, agnostic=opt.agnostic_nms,
+                      has_objectness=getattr(backend, "has_objectness", True), **kw)
     for det, p in zip(dets, batch):
         det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()
     return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]
@@ -171,6 +175,8 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     detector = load_detector(opt)
     names, stride, imgsz = detector.names, detector.stride, _imgsz(opt.imgsz)
     step = infer_images if detector.detect_image is not None else infer
+    if detector.detect_image is None:
+        with_thresholds(detector, opt.conf_thres, opt.iou_thres, multi_label=False)
     if not detector.dynamic:
         imgsz, auto, opt.batch_size = detector.imgsz, False, 1
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
@@ -201,7 +207,8 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     """argparse -> DetectOptions (YOLOv5's flag names)."""
     d = DetectOptions()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=d.weights, help=".pt, .torchscript, .onnx, or Darknet .weights with --cfg")
+    p.add_argument("--weights", default=d.weights,
+                   help=".pt, .torchscript, .onnx, *_openvino_model/, or Darknet .weights with --cfg")
     p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list, video, webcam index, URL")
     p.add_argument("--cfg", default=None, help="Darknet .cfg for .weights files")
     p.add_argument("--darknet-mode", action="store_true",
@@ -220,6 +227,10 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--line-thickness", type=int, default=d.line_thickness, help="box line width (pixels)")
     p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="use every n-th video frame")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="max images per batch (same shape only)")
+    p.add_argument("--backend", dest="runtime", default=d.runtime,
+                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) / OpenVINO device (CPU, GPU, AUTO)")
+    p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
+    p.add_argument("--bf16", action="store_true", help="PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)")
     return DetectOptions(**vars(p.parse_args(argv)))
 
 

@@ -1,19 +1,24 @@
-"""Export a detector to TorchScript and/or ONNX, each verified by running it against PyTorch.
+"""Export a detector to TorchScript, ONNX and/or OpenVINO, each verified by running it against PyTorch.
 
-    python export.py --weights yolov5n.pt --include torchscript onnx --imgsz 640 [--dynamic] [--project DIR --name NAME]
+    python export.py --weights yolov5n.pt --include torchscript onnx openvino --imgsz 640 [--dynamic] [--simplify]
+                     [--nms] [--int8 --data coco128.yaml] [--project DIR --name NAME]
 
 Files are written next to the weights (`yolov5n.torchscript`, `yolov5n.onnx`), as YOLOv5 does, or into
 project/name (incremented like the other scripts' runs) when --project or --name is given. A file appears
 only once its check has passed. The exported graph outputs only the decoded (B, N, 5 + nc) tensor
 (Detect.export); class names, stride, input size and whether the shape is dynamic are stored in the file
 (see models/backends.py), so detect.py and val.py can load it. Every format is exported from the same model
-state (`export_state`), whatever ran before it.
+state (`export_state`), whatever ran before it. `--nms` appends NMS to the ONNX graph (utils/export/onnx_nms.py:
+boxes, scores, classes out); `openvino` writes `<stem>_openvino_model/`, with `--int8` instead an NNCF-quantized
+`<stem>_int8_openvino_model/` calibrated on the --data images (utils/export/openvino.py). The runtimes and tools
+are optional (requirements-deploy.txt).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -26,10 +31,18 @@ import torch
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
 from models.head_protocol import DetectionHead, find_head
 from utils.cli import UserValueError, run_main
+from utils.export import openvino as ov_export
+from utils.export.onnx_nms import add_nms, verify_nms
+from utils.export.simplify import simplify as simplify_onnx
 from utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo.export")
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "openvino")
+# INT8 check on a real image: mean |score difference| (objectness and class columns) to PyTorch. Measured for yolov5n
+# at 320 on 8 coco128 images: 0.0009-0.0018 (single scores differ by up to 0.27); a broken quantization is far above.
+INT8_MEAN_ATOL = 0.01
+# fp32 exports: box coordinates (pixels) may also differ by --rtol x the largest box value (output_gap), since other
+# runtimes sum convolutions in another order (OpenVINO at 640: 1.1e-3 px on coordinates up to ~700, 1.6e-6 relative)
 
 
 @dataclass
@@ -42,6 +55,13 @@ class ExportOptions:
     dynamic: bool = False
     opset: int = 17
     simplify: bool = False
+    nms: bool = False
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 300
+    multi_label: bool = False
+    int8: bool = False
+    data: str | None = None
     device: str = "cpu"
     atol: float = 1e-3
     rtol: float = 1e-4
@@ -114,7 +134,8 @@ def export_torchscript(model: torch.nn.Module, im: torch.Tensor, path: Path, met
 
 def export_onnx(model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict, opset: int, dynamic: bool,
                 simplify: bool) -> Path:
-    """torch.onnx (TorchScript-based exporter) plus metadata_props; optional onnxsim simplification."""
+    """torch.onnx (TorchScript-based exporter) plus metadata_props; optional simplification; with meta['nms'],
+    NMS appended to the graph."""
     import onnx
 
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
@@ -125,22 +146,13 @@ def export_onnx(model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     if simplify:
-        proto = _simplify(proto)
+        proto = simplify_onnx(proto)
+    if meta.get("nms"):
+        proto = add_nms(proto, meta["nms"]["max_det"], meta["has_objectness"], meta["nms"]["multi_label"])
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=json.dumps(v))
     onnx.save(proto, str(path))
     return path
-
-
-def _simplify(proto):
-    try:
-        import onnxsim
-    except ImportError as e:
-        raise RuntimeError("--simplify needs the onnxsim package (pip install onnxsim)") from e
-    proto, ok = onnxsim.simplify(proto)
-    if not ok:
-        raise RuntimeError("onnxsim could not verify the simplified model")
-    return proto
 
 
 def _max(t: torch.Tensor) -> float:
@@ -191,47 +203,130 @@ def _verify_input(batch: int, imgsz: tuple[int, int]) -> torch.Tensor:
 
 def export_format(fmt: str, model: torch.nn.Module, im: torch.Tensor, path: Path, meta: dict, opset: int = 17,
                   dynamic: bool = False, simplify: bool = False) -> Path:
-    """Write `model` as `fmt` to `path`, from export_state and leaving the model as it was."""
+    """Write `model` as `fmt` (torchscript or onnx) to `path`, from export_state and leaving the model as it was."""
     with export_state(model) as wrapped:
         if fmt == "torchscript":
             return export_torchscript(wrapped, im, path, meta)
         return export_onnx(wrapped, im, path, meta, opset, dynamic, simplify)
 
 
-def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640), batch_size=1, dynamic=False,
-        opset=17, simplify=False, device="cpu", atol=1e-3, rtol=1e-4, project=None, name=None, exist_ok=False,
-        cfg=None) -> dict[str, Path]:
-    """Export `weights` to each format in `include`; returns {format: path}. Raises if a check fails."""
-    from models import load_model
+def export_openvino(model: torch.nn.Module, im: torch.Tensor, out: Path, meta: dict, opset: int, dynamic: bool,
+                    int8_data: str | None = None, stem: str = "model") -> Path:
+    """The OpenVINO IR folder `out` (stem.xml/.bin), converted from a temporary ONNX export; INT8-quantized when
+    int8_data is set."""
+    import tempfile
 
-    unknown = set(include) - set(FORMATS)
+    onnx_meta = {k: v for k, v in meta.items() if k != "nms"} | {"nms": None}
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = export_format("onnx", model, im, Path(d) / "model.onnx", onnx_meta, opset, dynamic)
+        ov_model = ov_export.convert(onnx_path, onnx_meta)
+    if int8_data is not None:
+        head = next(n for n, m in model.named_modules() if m is model.detect)
+        ov_model = ov_export.quantize(ov_model, int8_data, tuple(meta["imgsz"]), head)
+    return ov_export.save_ir(ov_model, out, stem)
+
+
+def verify_int8(path: Path, model: torch.nn.Module, data: str, imgsz: tuple[int, int], name: Path | None = None
+                ) -> float:
+    """INT8 check on the first calibration image: mean |score difference| to PyTorch within INT8_MEAN_ATOL (the
+    accuracy itself is val.py's mAP, which the README states); returns that mean. `name`: the file messages name."""
+    name = name or path
+    files, load = ov_export.calibration_images(data, imgsz, 1)
+    x = torch.from_numpy(load(files[0]))
+    with export_state(model) as wrapped, torch.inference_mode():
+        want = wrapped(x)
+    got = load_backend(path, "cpu")(x)
+    if got.shape != want.shape:
+        raise AssertionError(f"{name}: output shape {tuple(got.shape)} != PyTorch {tuple(want.shape)}")
+    diff = float((got[..., 4:] - want[..., 4:]).abs().mean())
+    if not math.isfinite(diff) or diff > INT8_MEAN_ATOL:
+        raise AssertionError(f"{name}: INT8 scores differ from PyTorch by {diff:.3g} on average on {files[0]} "
+                             f"(> {INT8_MEAN_ATOL})")
+    return diff
+
+
+def _nms_meta(opt: ExportOptions) -> dict | None:
+    if not opt.nms:
+        return None
+    if not 0 < opt.conf_thres <= 1 or not 0 <= opt.iou_thres <= 1 or opt.max_det < 1:
+        raise UserValueError(f"--nms needs 0 < --conf-thres <= 1, 0 <= --iou-thres <= 1 and --max-det >= 1 (got "
+                             f"{opt.conf_thres}, {opt.iou_thres}, {opt.max_det})")
+    return {"conf_thres": opt.conf_thres, "iou_thres": opt.iou_thres, "max_det": opt.max_det,
+            "multi_label": opt.multi_label}
+
+
+def _check_options(opt: ExportOptions) -> None:
+    unknown = set(opt.include) - set(FORMATS)
     if unknown:
         raise UserValueError(f"--include {sorted(unknown)}: unknown format(s); choose from {FORMATS}")
-    imgsz = tuple(imgsz) * 2 if len(imgsz) == 1 else tuple(imgsz)
-    model = load_model(weights, device=device, fuse=True, cfg=cfg)
+    if opt.nms and "onnx" not in opt.include:
+        raise UserValueError("--nms is an ONNX option: add onnx to --include")
+    if opt.int8 and "openvino" not in opt.include:
+        raise UserValueError("--int8 is an OpenVINO option: add openvino to --include")
+    if opt.int8 and not opt.data:
+        raise UserValueError("--int8 needs --data (a data YAML whose images calibrate the quantization)")
+
+
+def _export_one(fmt: str, model, im, folder: Path, opt: ExportOptions, meta: dict, checks) -> Path:
+    """Export and verify one format (checks: (expected, x), (expected2, x2)); the file appears only once verified."""
+    (expected, x), (expected2, x2) = checks
+    stem = Path(opt.weights).stem
+    if fmt == "openvino":
+        out = ov_export.ir_dir(folder, stem, opt.int8)
+        with ov_export.staged_ir(out) as tmp:
+            export_openvino(model, im, tmp, meta, opt.opset, opt.dynamic, opt.data if opt.int8 else None, stem)
+            if opt.int8:
+                diff = verify_int8(tmp, model, opt.data, tuple(meta["imgsz"]), out)
+            else:
+                diff = verify(tmp, expected, x, opt.atol, out, opt.rtol)
+                if opt.dynamic:
+                    diff = max(diff, verify(tmp, expected2, x2, opt.atol, out, opt.rtol))
+        return _report(fmt, out, diff, "mean |score diff|" if opt.int8 else "max |diff|")
+    path = folder / f"{stem}.{fmt}"
+    fmt_meta = meta | {"nms": meta["nms"] if fmt == "onnx" else None}
+    with staged(path) as tmp:
+        export_format(fmt, model, im, tmp, fmt_meta, opt.opset, opt.dynamic, opt.simplify and fmt == "onnx")
+        if fmt_meta["nms"]:
+            diff = verify_nms(tmp, x, expected, fmt_meta["nms"], meta["has_objectness"], opt.atol)
+            LOGGER.info(f"{fmt}: in-graph NMS equals utils/nms.py on {diff} detections")
+            diff = 0.0
+        else:
+            diff = verify(tmp, expected, x, opt.atol, path, opt.rtol)
+        if opt.dynamic and fmt == "onnx" and fmt_meta["nms"]:  # also another batch size and image shape
+            verify_nms(tmp, x2, expected2, fmt_meta["nms"], meta["has_objectness"], opt.atol)
+        elif opt.dynamic and fmt == "onnx":
+            diff = max(diff, verify(tmp, expected2, x2, opt.atol, path, opt.rtol))
+    return _report(fmt, path, diff)
+
+
+def _report(fmt: str, path: Path, diff: float, what: str = "max |diff|") -> Path:
+    size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+    LOGGER.info(f"{fmt}: saved {path} ({size / 1e6:.1f} MB), {what} vs PyTorch {diff:.2e}")
+    return path
+
+
+def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640), **kwargs) -> dict[str, Path]:
+    """Export `weights` to each format in `include` (other options: ExportOptions' fields); returns {format: path}.
+    Raises if a check fails."""
+    from models import load_model
+
+    opt = ExportOptions(weights=str(weights), include=list(include), imgsz=list(imgsz), **kwargs)
+    _check_options(opt)
+    imgsz = tuple(opt.imgsz) * 2 if len(opt.imgsz) == 1 else tuple(opt.imgsz)
+    model = load_model(weights, device=opt.device, fuse=True, cfg=opt.cfg)
     stride = int(model.stride.max())
     if any(s % stride for s in imgsz):
         raise UserValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
-    im = torch.zeros(batch_size, 3, *imgsz, device=device)
-    meta = export_metadata(model.names, stride, imgsz, batch_size, dynamic,
+    im = torch.zeros(opt.batch_size, 3, *imgsz, device=opt.device)
+    meta = export_metadata(model.names, stride, imgsz, opt.batch_size, opt.dynamic,
                            has_objectness=model.detect.has_objectness,
-                           test_cfg=getattr(model.detect, "test_cfg", None))
-    x = _verify_input(batch_size, imgsz)
-    x2 = _verify_input(batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
+                           test_cfg=getattr(model.detect, "test_cfg", None)) | {"nms": _nms_meta(opt)}
+    x = _verify_input(opt.batch_size, imgsz)
+    x2 = _verify_input(opt.batch_size + 1, (imgsz[0] // 2, imgsz[1]))  # a second shape for dynamic exports
     with export_state(model) as wrapped, torch.inference_mode():
-        expected, expected2 = wrapped(x), wrapped(x2)
-    folder = output_dir(weights, project, name, exist_ok)
-    out = {}
-    for fmt in include:
-        path = folder / Path(weights).with_suffix(f".{fmt}").name
-        with staged(path) as tmp:
-            export_format(fmt, model, im, tmp, meta, opset, dynamic, simplify)
-            diff = verify(tmp, expected, x, atol, path, rtol)
-            if dynamic and fmt == "onnx":  # also another batch size and image shape
-                diff = max(diff, verify(tmp, expected2, x2, atol, path, rtol))
-        LOGGER.info(f"{fmt}: saved {path} ({path.stat().st_size / 1e6:.1f} MB), max |diff| vs PyTorch {diff:.2e}")
-        out[fmt] = path
-    return out
+        checks = (wrapped(x), x), (wrapped(x2), x2)
+    folder = output_dir(weights, opt.project, opt.name, opt.exist_ok)
+    return {fmt: _export_one(fmt, model, im, folder, opt, meta, checks) for fmt in opt.include}
 
 
 def parse_opt(argv: list[str] | None = None) -> ExportOptions:
@@ -242,9 +337,16 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--include", nargs="+", default=d.include, choices=FORMATS)
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size")
+    p.add_argument("--dynamic", action="store_true", help="ONNX / OpenVINO: dynamic batch and image size")
     p.add_argument("--opset", type=int, default=d.opset)
-    p.add_argument("--simplify", action="store_true", help="ONNX: simplify with onnxsim (optional package)")
+    p.add_argument("--simplify", action="store_true", help="ONNX: simplify with onnxslim or onnxsim (optional)")
+    p.add_argument("--nms", action="store_true", help="ONNX: NMS in the graph (boxes, scores, classes outputs)")
+    p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="--nms confidence threshold")
+    p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="--nms IoU threshold")
+    p.add_argument("--max-det", type=int, default=d.max_det, help="--nms detections kept per image")
+    p.add_argument("--multi-label", action="store_true", help="--nms: every class above conf per box (val.py)")
+    p.add_argument("--int8", action="store_true", help="OpenVINO: INT8 by NNCF post-training quantization")
+    p.add_argument("--data", default=d.data, help="data YAML of the --int8 calibration images")
     p.add_argument("--device", default=d.device)
     p.add_argument("--atol", type=float, default=d.atol, help="verification: max |diff| of scores (and boxes, + rtol)")
     p.add_argument("--rtol", type=float, default=d.rtol,

@@ -35,7 +35,11 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=d.data, help="data YAML")
     p.add_argument("--weights", nargs="+", default=d.weights,
-                   help=".pt (ours or official), .torchscript or .onnx; several for --task speed / study")
+                   help=".pt (ours or official), .torchscript, .onnx, *_openvino_model/, or Darknet .weights with "
+                        "--cfg; several for --task speed / study")
+    p.add_argument("--cfg", default=d.cfg, help="Darknet .cfg for .weights files")
+    p.add_argument("--darknet-mode", action="store_true",
+                   help="Darknet .weights: Darknet's own resize, thresholds and NMS instead of YOLOv5's pipeline")
     p.add_argument("--batch-size", "--batch", type=int, default=d.batch_size)
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres)
@@ -46,6 +50,10 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     p.add_argument("--workers", type=int, default=d.workers, help="dataloader workers")
     for flag in ("single-cls", "augment", "verbose", "save-txt", "save-conf", "save-json", "exist-ok", "half"):
         p.add_argument(f"--{flag}", action="store_true")
+    p.add_argument("--backend", dest="runtime", default=d.runtime,
+                   help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) / OpenVINO device (CPU, GPU, AUTO)")
+    p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
+    p.add_argument("--bf16", action="store_true", help="PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)")
     p.add_argument("--project", default=d.project)
     p.add_argument("--name", default=d.name)
     p.add_argument("--study-sizes", nargs="+", type=int, default=d.study_sizes,

@@ -22,7 +22,9 @@ from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
 from utils.augment import augment_hsv, random_perspective
 from utils.dataloaders import LoadImagesAndLabels, create_dataloader
 from utils.hyp import load_hyp
+from utils.data_yaml import list_image_files
 from utils.image_check import read_image
+from utils.image_decode import decode_image
 from utils.mosaic import mosaic4
 
 def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: int) -> list[float]:
@@ -45,13 +47,19 @@ def _timed(fn, reps: int) -> float:
     return (time.perf_counter() - t0) / reps * 1e3
 
 
+def decode_ms(files: list[str], picks, reps: int = 32) -> float:
+    """Milliseconds to decode the 4 images of one mosaic sample as the training loader does (utils/image_decode)."""
+    return _timed(lambda: [decode_image(files[i], 640) for i in picks], reps)
+
+
 def profile(source: str, hyp: dict, reps: int = 32) -> dict[str, float]:
     """Milliseconds per training sample spent in each stage (single process)."""
     ds = LoadImagesAndLabels(source, 640, 16, augment=True, hyp=hyp)
     rng = np.random.default_rng(0)
     idx = rng.choice(len(ds), (reps, 4))
     files = ds.im_files
-    t = {"decode (4 images)": _timed(lambda: [read_image(files[i]) for i in idx[0]], reps)}
+    t = {"decode (4 images, OpenCV)": _timed(lambda: [read_image(files[i]) for i in idx[0]], reps),
+         "decode (4 images, loader's)": decode_ms(files, idx[0], reps)}
     raw = [read_image(files[i]) for i in idx[0]]
     t["resize (4 images)"] = _timed(lambda: [cv2.resize(r, (640, 640 * r.shape[0] // r.shape[1])) for r in raw], reps)
     ims = [ds.load_image(i)[0] for i in idx[0]]
@@ -81,11 +89,17 @@ def main() -> None:
     print(f"official loader: {base:.0f} img/s from {source}")
     cv2.setNumThreads(0)
     hyp = load_hyp(a.hyp)
+    files = list_image_files(a.source)
+    picks = np.random.default_rng(0).choice(len(files), (8, 4))
+    dec = min(decode_ms(files, p, 4) for p in picks[:2]) if len(files) else float("nan")
+    limit = a.workers * 1000 / dec
+    print(f"pure-decode limit: {a.workers} workers x 1000 / {dec:.1f} ms per sample (4 JPEGs) = {limit:.0f} img/s")
     for cache in (None, "ram"):
         rates = run_passes(a.source, hyp, cache, a.passes, a.workers)
         steady = np.mean(rates[1:]) if len(rates) > 1 else rates[0]
         print(f"cache={cache!s:5} " + "  ".join(f"pass{i + 1} {r:6.1f} img/s" for i, r in enumerate(rates))
-              + f"  -> steady {steady:.1f} img/s = {steady / base:.2f}x official ({base:.0f} img/s)")
+              + f"  -> steady {steady:.1f} img/s = {steady / base:.2f}x official ({base:.0f} img/s)"
+              + (f", {steady / limit:.0%} of the pure-decode limit {limit:.0f} img/s" if cache is None else ""))
     print("\nwhere the time goes (ms per training sample, one process, no cache):")
     for k, v in profile(a.source, hyp).items():
         print(f"  {k:32s} {v:7.2f} ms")

@@ -189,11 +189,16 @@ def main() -> None:
         for bs in opt.batch:
             x = torch.rand(bs, 3, opt.imgsz, opt.imgsz)
             warmup, reps = (5, 20) if bs == 1 else (2, 8)
+            best = float("inf")
             for label, fn, xi in variants(model, x, opt.compile):
                 ms = time_forward(fn, xi, warmup, reps)
+                best = min(best, ms)
                 ref = official["forward_ms"].get(f"{name}_b{bs}")
                 ratio = f"{ref / ms:.2f}x" if ref else "-"
                 print(f"{name:8} {bs:>5} {label:36} {ms:8.1f} {bs / ms * 1e3:7.1f} {gf * bs / ms * 1e3:8.0f} {ratio:>11}")
+            limit = gf * bs / mm * 1e3  # the forward's FLOPs at this CPU's matmul rate
+            print(f"{name:8} {bs:>5} {'matmul limit (GFLOPs / matmul rate)':36} {limit:8.1f}   -> fastest setting "
+                  f"{best:.1f} ms = {best / limit:.2f}x the limit (other backends: bench/backends.py)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""One inference interface over our checkpoints, official .pt files, Darknet .cfg + .weights, TorchScript and ONNX
-exports.
+"""One inference interface over our checkpoints, official .pt files, Darknet .cfg + .weights, TorchScript, ONNX and
+OpenVINO exports.
+
 
 `load_backend(path, device)` returns a `Backend`: call it on a (B, 3, H, W) float image batch in [0, 1]
 and it returns the decoded (B, N, 5 + nc) tensor (PyTorch models also return their raw levels, as
 `(decoded, raw)`). Exported files carry their class names and stride: TorchScript in the `_extra_files`
-entry `config.json`, ONNX in `metadata_props` keys `names`, `stride`, `imgsz`, `batch`, `dynamic`.
+entry `config.json`, ONNX in `metadata_props` keys `names`, `stride`, `imgsz`, `batch`, `dynamic`, OpenVINO in
+its rt_info (models/backend_openvino.py); ONNX Runtime and OpenVINO loaders live in models/backend_*.py.
 
 Darknet weights (`.weights` with `cfg=`) run through the YOLOv5 pipeline like any PyTorch model (kind
 'darknet'), or with `darknet_mode=True` through Darknet's own preprocessing, thresholds and NMS: then the
 backend's `detect_image` takes one original image and returns its detections, and callers use it instead of
 letterbox -> forward -> NMS.
+
 """
 from __future__ import annotations
 
@@ -21,13 +24,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from models.backend_compile import accelerate
+from models.backend_export import static_fields
+from models.backend_onnxruntime import load_onnxruntime
+from models.backend_openvino import is_openvino, load_openvino
 from utils.cli import UserFileNotFoundError, UserValueError
 
 TORCHSCRIPT_META = "config.json"
 PT_SUFFIXES = (".pt", ".pth")
 DARKNET_SUFFIX = ".weights"
-EXPORT_SUFFIXES = (".torchscript", ".onnx")
+EXPORT_SUFFIXES = (".torchscript", ".onnx", "_openvino_model/")
 NATIVE_KINDS = ("pt", "darknet")  # PyTorch modules in this process (test-time augmentation, raw outputs)
+
 
 
 @dataclass
@@ -36,7 +44,8 @@ class Backend:
     forward: Callable[..., Any]
     names: list[str]
     stride: int
-    kind: str  # 'pt', 'darknet', 'torchscript' or 'onnx'
+    kind: str  # 'pt', 'darknet', 'torchscript', 'onnx' or 'openvino'
+
     device: torch.device
     fp16: bool = False
     dynamic: bool = True  # accepts any batch size and any stride-multiple image size
@@ -45,9 +54,11 @@ class Backend:
     model: torch.nn.Module | None = field(default=None, repr=False)
     has_objectness: bool = True  # decoded rows carry objectness (YOLOv5) or not (anchor-free; the head contract)
     test_cfg: dict | None = None  # the head's own post-processing (mmdet-family heads; utils/nms.head_nms_kwargs)
+    nms: dict | None = None  # in-graph NMS export (its conf/iou/max_det): forward gives per-image (n, 6) rows
     # One original BGR image, conf, IoU -> (n, 6) [x1, y1, x2, y2, conf, cls] in its pixels, when the backend has
     # its own end-to-end pipeline (Darknet mode); None: letterbox -> forward -> NMS as YOLOv5.
     detect_image: Callable[[np.ndarray, float, float], torch.Tensor] | None = field(default=None, repr=False)
+
 
     def __call__(self, im: torch.Tensor, augment: bool = False):
         if augment and not self.pt:
@@ -122,16 +133,12 @@ def _cat_outputs(parts: list):
     return torch.cat([p[0] for p in parts]), None
 
 
-def _static_fields(meta: dict) -> dict:
-    dynamic = bool(meta.get("dynamic", False))
-    return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
-            "batch_size": None if dynamic else int(meta["batch"]),
-            "has_objectness": bool(meta.get("has_objectness", True)), "test_cfg": meta.get("test_cfg")}
-
-
 def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
     extra = {TORCHSCRIPT_META: ""}
-    module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except RuntimeError as e:  # a truncated or corrupt zip archive
+        raise UserValueError(f"{path}: not a loadable TorchScript file ({str(e).splitlines()[0][:200]})") from None
     if not extra[TORCHSCRIPT_META]:
         raise UserValueError(f"{path}: no '{TORCHSCRIPT_META}' metadata (not exported by export.py)")
     meta = json.loads(extra[TORCHSCRIPT_META])
@@ -144,40 +151,30 @@ def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
         return out[0] if isinstance(out, (list, tuple)) else out
 
     return Backend(forward, meta["names"], meta["stride"], "torchscript", device, fp16=half, model=module,
-                   **_static_fields(meta))
-
-
-def _from_onnx(path: Path, device: torch.device) -> Backend:
-    import onnxruntime as ort
-
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), providers=providers)
-    raw_meta = session.get_modelmeta().custom_metadata_map
-    if "names" not in raw_meta:
-        raise UserValueError(f"{path}: no 'names' in the ONNX metadata (not exported by export.py)")
-    meta = {k: json.loads(v) for k, v in raw_meta.items()}
-    inp = session.get_inputs()[0]
-    fp16 = "float16" in inp.type
-
-    def forward(im: torch.Tensor) -> torch.Tensor:
-        x = im.detach().cpu().numpy().astype(np.float16 if fp16 else np.float32)
-        return torch.from_numpy(session.run(None, {inp.name: x})[0]).to(device).float()
-
-    return Backend(forward, meta["names"], meta["stride"], "onnx", device, fp16=False, **_static_fields(meta))
+                   **static_fields(meta))
 
 
 def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
                  half: bool = False, channels_last: bool = True, cfg: str | Path | None = None,
-                 darknet_mode: bool = False) -> Backend:
-    """Load .pt (ours or official), Darknet .weights (with `cfg`), .torchscript or .onnx for inference (eval mode,
-    fused by default). `darknet_mode`: Darknet weights run Darknet's own preprocessing and NMS (`detect_image`).
+                 darknet_mode: bool = False, runtime: str | None = None, compile: bool = False,
+                 bf16: bool = False) -> Backend:
+    """Load .pt (ours or official), Darknet .weights (with `cfg`), .torchscript, .onnx or an OpenVINO IR for
+    inference (eval mode, fused by default). `darknet_mode`: Darknet weights run Darknet's own preprocessing and NMS
+    (`detect_image`).
+
+    `runtime` (the --backend flag) names the ONNX Runtime execution provider or the OpenVINO device; `compile` and
+    `bf16` speed up PyTorch weights (models/backend_compile.py).
+
 
     PyTorch models run in channels_last memory format by default: on CPU (oneDNN) yolov5n's batch forward
     takes ~40% less time than in the default layout, with the same results up to fp32 summation order.
     """
     path, device = Path(path), torch.device(device)
+    if is_openvino(path):
+        return load_openvino(path, device, runtime)
     if path.suffix.lower() == DARKNET_SUFFIX and not cfg:
         raise UserValueError(f"{path}: Darknet weights need --cfg (the matching .cfg file)")
+
     if not path.is_file():
         raise UserFileNotFoundError(f"weights not found: {path}")
     suffix = path.suffix.lower()
@@ -188,10 +185,13 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
     if suffix in PT_SUFFIXES:
         from models import load_model
 
-        return _from_pytorch(load_model(path, device=device, fuse=fuse), device, half, channels_last)
+        return accelerate(_from_pytorch(load_model(path, device=device, fuse=fuse), device, half, channels_last),
+                          compile, bf16)
+    if compile or bf16:
+        raise UserValueError(f"{path}: --compile / --bf16 apply to PyTorch weights, not {suffix} exports")
     if suffix == ".torchscript":
         return _from_torchscript(path, device, half)
     if suffix == ".onnx":
-        return _from_onnx(path, device)
+        return load_onnxruntime(path, device, runtime)
     raise UserValueError(f"{path}: unsupported weights format '{suffix}' (expected one of "
                          f"{', '.join(PT_SUFFIXES + (DARKNET_SUFFIX,) + EXPORT_SUFFIXES)})")

@@ -92,7 +92,7 @@ def small_weights(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("order", list(itertools.permutations(export.FORMATS)))
+@pytest.mark.parametrize("order", list(itertools.permutations(("torchscript", "onnx"))))  # openvino: test_deploy.py
 def test_every_format_order_exports_and_verifies(small_weights, tmp_path, order):
     """Each format, whatever ran before it, is traced from the eval model (export.run verifies against PyTorch)."""
     before = sorted(p.name for p in small_weights.parent.iterdir())

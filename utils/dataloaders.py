@@ -17,6 +17,7 @@ from utils.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, rando
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
 from utils.data_yaml import img2label_paths, list_image_files
 from utils.image_check import read_image
+from utils.image_decode import decode_image
 from utils.label_cache import LOGGER, is_writeable, load_verified
 from utils.mosaic import mosaic4
 
@@ -133,9 +134,11 @@ class LoadImagesAndLabels(Dataset):
         if self.ims[i] is not None:
             im = self.ims[i]
             return im, self._orig_hw(i), im.shape[:2]
-        on_disk = self.cache == "disk" and self.npy_files[i].exists()
-        im = np.load(self.npy_files[i]) if on_disk else read_image(self.im_files[i])
-        h0, w0 = im.shape[:2]
+        if self.cache == "disk" and self.npy_files[i].exists():
+            im = np.load(self.npy_files[i])
+            h0, w0 = im.shape[:2]
+        else:  # training: a JPEG >= 2x img_size decodes reduced (utils/image_decode.py); validation: full size
+            im, (h0, w0) = decode_image(self.im_files[i], self.img_size if self.augment else None)
         r = self.img_size / max(h0, w0)
         if r != 1:
             interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA

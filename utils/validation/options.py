@@ -32,6 +32,9 @@ class ValOptions:
     name: str = "exp"
     exist_ok: bool = False
     half: bool = False
+    runtime: str | None = None  # --backend: ONNX Runtime execution provider / OpenVINO device
+    compile: bool = False  # PyTorch weights: torch.compile (inductor, frozen)
+    bf16: bool = False  # PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)
     cfg: str | None = None  # Darknet .cfg for .weights
     darknet_mode: bool = False  # Darknet .weights: Darknet's own resize, thresholds and NMS on each original image
     study_sizes: list[int] | None = None  # --task study image sizes (default 256..1536 step 128)

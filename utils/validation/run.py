@@ -15,7 +15,8 @@ from tqdm import tqdm
 from utils.cli import UserFileNotFoundError, UserValueError
 from utils.downloads import ensure_dataset
 from utils.evaluator import EvalResult, Evaluator
-from utils.nms import head_nms_kwargs, non_max_suppression
+from models.backend_export import detections, with_thresholds
+from utils.nms import head_nms_kwargs
 from utils.paths import increment_path
 from utils.validation.options import TASKS, ValOptions
 
@@ -69,7 +70,8 @@ def _json_writer(anno_json: Path | None, names: list[str]):
     return (lambda p: int(Path(p).stem) if Path(p).stem.isnumeric() else Path(p).stem), cats
 
 
-def _load(weights, device: str, half: bool, cfg=None, darknet_mode: bool = False):
+def _load(weights, device: str, half: bool, cfg=None, darknet_mode: bool = False, runtime=None, compile=False,
+          bf16=False):
     """Backend for the CLI path: fused PyTorch model or an export (static exports fix batch and shape)."""
     from models.backends import load_backend
     from utils.torch_utils import select_device
@@ -78,7 +80,8 @@ def _load(weights, device: str, half: bool, cfg=None, darknet_mode: bool = False
     half = half and dev.type == "cuda"
     if weights is None:
         raise ValueError("val.py needs --weights (or a model when called from training)")
-    return load_backend(weights, dev, fuse=True, half=half, cfg=cfg, darknet_mode=darknet_mode), dev
+    return load_backend(weights, dev, fuse=True, half=half, cfg=cfg, darknet_mode=darknet_mode, runtime=runtime,
+                        compile=compile, bf16=bf16), dev
 
 
 def _dataloader(data, task: str, imgsz: int, batch_size: int, stride: int, single_cls: bool, workers: int,
@@ -124,7 +127,7 @@ def _batch_step(backend, im, targets, augment, compute_loss, nms_kw, timers, los
     h, w = im.shape[2:]
     targets[:, 2:] *= torch.tensor((w, h, w, h), device=targets.device)
     with dt_nms:
-        out = non_max_suppression(preds, **nms_kw)
+        out = detections(backend, preds, **nms_kw)
     return out, targets, (h, w)
 
 
@@ -167,10 +170,11 @@ def _coco_eval(ev: Evaluator, save_dir: Path, stem: str, anno_json: Path | None)
     return {"annotations": str(anno_json), "mAP50": m50, "mAP50_95": m}
 
 
-def _backend_for(model, weights, device, half, cfg=None, darknet_mode=False):
+def _backend_for(model, weights, device, half, cfg=None, darknet_mode=False, runtime=None, compile=False,
+                 bf16=False):
     """(backend, model was in training mode) for a given model (training) or weights (CLI)."""
     if model is None:
-        return _load(weights, device, half, cfg, darknet_mode)[0], False
+        return _load(weights, device, half, cfg, darknet_mode, runtime, compile, bf16)[0], False
     from models.backends import Backend
 
     p = next(model.parameters())
@@ -219,7 +223,9 @@ def validate(data, opts: ValOptions | None = None, *, model=None, dataloader=Non
         raise UserValueError(f"task must be one of {TASKS}, got {o.task!r}")
     data = ensure_dataset(data)
     training = model is not None
-    backend, was_training = _backend_for(model, o.weights, o.device, o.half, o.cfg, o.darknet_mode)
+    backend, was_training = _backend_for(model, o.weights, o.device, o.half, o.cfg, o.darknet_mode, o.runtime,
+                                         o.compile, o.bf16)
+    with_thresholds(backend, o.conf_thres, o.iou_thres, multi_label=True)
     names = list(names or data["names"] or backend.names)
     nc = 1 if o.single_cls else len(names)
     save_dir = Path(save_dir) if save_dir else increment_path(Path(o.project) / o.name, exist_ok=o.exist_ok)

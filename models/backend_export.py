@@ -1,0 +1,119 @@
+"""What every exported-file backend shares: reading and checking its metadata, checking an input against a static
+export, and turning an in-graph-NMS output (boxes, scores, classes) into detect/val's (n, 6) rows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.cli import UserValueError
+
+REQUIRED_META = ("names", "stride", "imgsz")
+METADATA_KEYS = ("names", "stride", "imgsz", "batch", "dynamic", "has_objectness", "nms", "test_cfg")
+
+
+def parse_metadata(path: Path, raw: dict[str, str]) -> dict:
+    """JSON-decoded metadata of an export; a clear error naming the file when a required key is absent or bad."""
+    missing = [k for k in REQUIRED_META if k not in raw]
+    if missing:
+        raise UserValueError(f"{path}: no {', '.join(repr(k) for k in missing)} in its metadata "
+                             f"(not exported by export.py, or the metadata was stripped)")
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items() if k in METADATA_KEYS}
+    except json.JSONDecodeError as e:
+        raise UserValueError(f"{path}: metadata is not valid JSON ({e})") from None
+    if not isinstance(meta["names"], list) or not meta["names"]:
+        raise UserValueError(f"{path}: metadata 'names' must be a non-empty list of class names")
+    if not isinstance(meta["imgsz"], list) or len(meta["imgsz"]) != 2:
+        raise UserValueError(f"{path}: metadata 'imgsz' must be [height, width], got {meta['imgsz']!r}")
+    return meta
+
+
+def check_output_width(path: Path, meta: dict, width: int | None) -> None:
+    """The decoded output's last dimension must be 4 (+1 objectness) + number of names (when the graph fixes it)."""
+    if width is None or meta.get("nms"):
+        return
+    want = 4 + int(bool(meta.get("has_objectness", True))) + len(meta["names"])
+    if width != want:
+        raise UserValueError(f"{path}: output rows have {width} values but its metadata's {len(meta['names'])} "
+                             f"names need {want}: the file does not match its metadata")
+
+
+def check_input_shape(path: Path, meta: dict, shape: list) -> None:
+    """A static graph's declared input (B, 3, H, W) must agree with its metadata's batch and imgsz."""
+    if meta.get("dynamic") or len(shape) != 4 or not all(isinstance(s, int) for s in shape):
+        return
+    if tuple(shape[2:]) != tuple(meta["imgsz"]) or ("batch" in meta and shape[0] != meta["batch"]):
+        raise UserValueError(f"{path}: graph input {tuple(shape)} does not match its metadata "
+                             f"(batch {meta.get('batch')}, imgsz {meta['imgsz']})")
+
+
+def check_call(path: Path, meta: dict, im: torch.Tensor) -> None:
+    """An input that a static export cannot take: a clear error instead of a runtime's shape failure."""
+    if im.ndim != 4 or im.shape[1] != 3:
+        raise UserValueError(f"{path}: input must be (B, 3, H, W), got {tuple(im.shape)}")
+    if meta.get("dynamic"):
+        stride = int(meta["stride"])
+        if im.shape[2] % stride or im.shape[3] % stride:
+            raise UserValueError(f"{path}: input {tuple(im.shape[2:])} is not a multiple of the stride {stride}")
+        return
+    want = (int(meta.get("batch", im.shape[0])), 3, *meta["imgsz"])
+    if tuple(im.shape) != want:
+        raise UserValueError(f"{path}: static export takes input {want}, got {tuple(im.shape)} "
+                             f"(export again with --dynamic or another --imgsz/--batch-size)")
+
+
+def nms_rows(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+    """(B, K, 4), (B, K), (B, K) padded NMS outputs -> per image (n, 6) [x1, y1, x2, y2, conf, cls] (padding:
+    class -1)."""
+    out = []
+    for b, s, c in zip(boxes, scores, classes):
+        keep = c >= 0
+        rows = np.concatenate([b[keep], s[keep, None], c[keep, None].astype(np.float32)], 1)
+        out.append(torch.from_numpy(rows.astype(np.float32)).to(device))
+    return out
+
+
+def static_fields(meta: dict) -> dict:
+    """Backend fields that come from an export's metadata."""
+    dynamic = bool(meta.get("dynamic", False))
+    return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
+            "batch_size": None if dynamic else int(meta.get("batch", 1)),
+            "has_objectness": bool(meta.get("has_objectness", True)), "nms": meta.get("nms"),
+            "test_cfg": meta.get("test_cfg")}
+
+
+def detections(backend, pred, conf_thres: float, iou_thres: float, classes=None, agnostic: bool = False,
+               multi_label: bool = False, max_det: int = 300, **nms_kw) -> list[torch.Tensor]:
+    """Per-image (n, 6) detections of a forward's output: utils/nms.py, or for an in-graph NMS export its rows (the
+    thresholds were fed to the graph: `with_thresholds`), cut to `classes` and `max_det`. Per-class NMS makes the
+    class filter after NMS equal to YOLOv5's before it; rows come sorted by score, so the cut keeps the best."""
+    if not getattr(backend, "nms", None):
+        from utils.nms import non_max_suppression
+
+        return non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic, multi_label=multi_label,
+                                   max_det=max_det, **nms_kw)
+    if agnostic:
+        raise UserValueError("--agnostic-nms / --single-cls cannot change an export's in-graph NMS: export without "
+                             "--nms")
+    out = []
+    for rows in pred:
+        if classes is not None:
+            rows = rows[(rows[:, 5:6] == torch.tensor(classes, device=rows.device)).any(1)]
+        out.append(rows[:max_det])
+    return out
+
+
+def with_thresholds(backend, conf_thres: float, iou_thres: float, multi_label: bool):
+    """An in-graph NMS backend set to run at these thresholds (a note when its baked label mode differs)."""
+    import logging
+
+    if getattr(backend, "nms", None):
+        if bool(backend.nms.get("multi_label")) != multi_label:
+            logging.getLogger("yolo").info(
+                f"in-graph NMS export keeps {'every class' if backend.nms.get('multi_label') else 'the best class'} "
+                f"per box (export --multi-label decides), unlike this script's default")
+        backend.nms = backend.nms | {"conf_thres": conf_thres, "iou_thres": iou_thres}
+    return backend

@@ -1,0 +1,70 @@
+"""ONNX files through ONNX Runtime: `--backend` picks the execution provider (cpu, cuda, openvino, dnnl, ... or a
+full provider name); metadata from the file's metadata_props (export.py); in-graph NMS exports give (n, 6) rows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.backend_export import (check_call, check_input_shape, check_output_width, nms_rows, parse_metadata,
+                                   static_fields)
+from utils.cli import UserValueError
+
+SHORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                   "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+                   "dnnl": "DnnlExecutionProvider", "coreml": "CoreMLExecutionProvider",
+                   "directml": "DmlExecutionProvider"}
+
+
+def providers(choice: str | None, device: torch.device) -> list[str]:
+    """Execution providers for `--backend` (None: CUDA on a cuda device, else CPU); CPU always last as fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if choice is None:
+        wanted = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
+    else:
+        wanted = SHORT_PROVIDERS.get(choice.lower(), choice)
+    if wanted not in available:
+        raise UserValueError(f"--backend {choice or device.type}: ONNX Runtime provider {wanted} is not available "
+                             f"here (available: {', '.join(available)})")
+    return [wanted] + ["CPUExecutionProvider"] * (wanted != "CPUExecutionProvider")
+
+
+def _session(path: Path, provider_list: list[str]):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), providers=provider_list)
+    except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...) for a bad file
+        raise UserValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {str(e).strip()[:300]}); "
+                             f"a truncated or corrupt file? Export it again") from None
+
+
+def load_onnxruntime(path: Path, device: torch.device, runtime: str | None = None):
+    """A models.backends.Backend over an ONNX Runtime session of `path`."""
+    from models.backends import Backend
+
+    session = _session(path, providers(runtime, device))
+    meta = parse_metadata(path, session.get_modelmeta().custom_metadata_map)
+    inp, outs = session.get_inputs()[0], session.get_outputs()
+    check_input_shape(path, meta, list(inp.shape))
+    width = outs[0].shape[-1] if outs[0].shape else None
+    check_output_width(path, meta, width if isinstance(width, int) else None)
+    dtype = np.float16 if "float16" in inp.type else np.float32
+    out_names = [o.name for o in outs]
+
+    def forward(im: torch.Tensor):
+        check_call(path, meta, im)
+        feeds = {inp.name: im.detach().cpu().numpy().astype(dtype)}
+        if backend.nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
+            feeds |= {k: np.array([backend.nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
+            return nms_rows(*session.run(out_names, feeds)[:3], device)
+        out = session.run(out_names, feeds)[0]
+        check_output_width(path, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
+        return torch.from_numpy(out).to(device).float()
+
+    backend = Backend(forward, meta["names"], int(meta["stride"]), "onnx", device, **static_fields(meta))
+    return backend
+

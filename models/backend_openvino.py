@@ -1,0 +1,94 @@
+"""OpenVINO IR exports (`yolov5n_openvino_model/`, `yolov5n_int8_openvino_model/` or the `.xml` inside) through
+the OpenVINO runtime; `--backend` picks the device (CPU, GPU, AUTO, ...). Metadata lives in the IR's own rt_info
+(section `yolo`, JSON values), written by export.py.
+
+Inference runs at f32 precision: on CPUs with AVX-512 BF16 or AMX, OpenVINO's default would be bf16, which moves
+the figures away from PyTorch's; INT8 IRs still run their quantized layers in int8.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.backend_export import (METADATA_KEYS, check_call, check_input_shape, check_output_width, parse_metadata,
+                                   static_fields)
+from utils.cli import UserFileNotFoundError, UserValueError
+
+RT_SECTION = "yolo"
+DIR_SUFFIX = "_openvino_model"
+
+
+def is_openvino(path: Path) -> bool:
+    """True for an OpenVINO IR folder (`*_openvino_model`) or `.xml` file."""
+    return path.suffix.lower() == ".xml" or (path.is_dir() and path.name.endswith(DIR_SUFFIX))
+
+
+def ir_file(path: Path) -> Path:
+    """The .xml of an IR folder or file, with its .bin beside it; a clear error naming what is missing."""
+    if path.is_dir():
+        xmls = sorted(path.glob("*.xml"))
+        if len(xmls) != 1:
+            raise UserValueError(f"{path}: an OpenVINO model folder holds exactly one .xml, found {len(xmls)}")
+        path = xmls[0]
+    if not path.is_file():
+        raise UserFileNotFoundError(f"OpenVINO model not found: {path}")
+    if not path.with_suffix(".bin").is_file():
+        raise UserFileNotFoundError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
+    return path
+
+
+def read_metadata(model) -> dict[str, str]:
+    """The raw (JSON string) metadata stored in an ov.Model's rt_info."""
+    return {k: model.get_rt_info([RT_SECTION, k]).astype(str) for k in METADATA_KEYS
+            if model.has_rt_info([RT_SECTION, k])}
+
+
+def write_metadata(model, meta: dict) -> None:
+    """Store export metadata in an ov.Model's rt_info (JSON values, as ONNX metadata_props)."""
+    import json
+
+    for k, v in meta.items():
+        model.set_rt_info(json.dumps(v), [RT_SECTION, k])
+
+
+def _read(xml: Path):
+    import openvino as ov
+
+    core = ov.Core()
+    try:
+        return core, core.read_model(str(xml))
+    except Exception as e:  # RuntimeError for a truncated .xml/.bin, or a .bin of another model
+        raise UserValueError(f"{xml}: not a loadable OpenVINO model ({str(e).strip().splitlines()[0][:300]}); "
+                             f"a truncated or corrupt file? Export it again") from None
+
+
+def load_openvino(path: Path, device: torch.device, runtime: str | None = None):
+    """A models.backends.Backend over an OpenVINO compiled model of `path` (folder or .xml)."""
+    from models.backends import Backend
+
+    xml = ir_file(path)
+    core, model = _read(xml)
+    meta = parse_metadata(xml, read_metadata(model))
+    shape = model.inputs[0].get_partial_shape()
+    check_input_shape(xml, meta, [d.get_length() if d.is_static else None for d in shape])
+    out0 = model.outputs[0].get_partial_shape()
+    check_output_width(xml, meta, out0[len(out0) - 1].get_length() if out0[len(out0) - 1].is_static else None)
+    target = (runtime or "CPU").upper()
+    known = {d.split(".")[0] for d in core.available_devices} | {"AUTO", "MULTI", "HETERO"}  # GPU.0 -> GPU
+    if target.split(":")[0].split(".")[0] not in known:
+        raise UserValueError(f"--backend {runtime}: OpenVINO device not available here "
+                             f"(available: {', '.join(core.available_devices)})")
+    config = {"INFERENCE_PRECISION_HINT": "f32"} if target.startswith("CPU") else {}
+    compiled = core.compile_model(model, target, config)
+    request = compiled.create_infer_request()
+
+    def forward(im: torch.Tensor):
+        check_call(xml, meta, im)
+        result = request.infer({0: np.ascontiguousarray(im.detach().cpu().numpy(), dtype=np.float32)})
+        out = np.array(result[compiled.outputs[0]])
+        check_output_width(xml, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
+        return torch.from_numpy(out).to(device).float()
+
+    return Backend(forward, meta["names"], int(meta["stride"]), "openvino", device, **static_fields(meta))
