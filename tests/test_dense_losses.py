@@ -8,7 +8,8 @@ import torch
 
 from tests.mmdet_reference import FAMILIES, loaded_head, reference
 from utils.dense.families import build_family
-from utils.loss_dense import DenseFamilyLoss, loss_total
+from utils.dense.loss_items import total_loss
+from utils.loss_dense import DenseFamilyLoss
 
 CASES = [(name, case) for name in FAMILIES for case in ("a", "b")] + [("yolox", "a_l1")]
 
@@ -24,7 +25,7 @@ def _loss(name: str, case: str, dtype=torch.float32):
     gt = ref["loss"][case]
     outs = head.split(head([f.to(dtype) for f in ref["feats"]]))
     losses = _math(head, case).loss_by_feat(outs, [b.to(dtype) for b in gt["gt_bboxes"]], gt["gt_labels"], 256)
-    loss_total(losses).backward()
+    total_loss(losses).backward()
     return head, losses
 
 
@@ -42,7 +43,7 @@ def test_loss_items_and_gradients_match_mmdet(name, case):
         if isinstance(value, (list, tuple)):
             assert len(losses[key]) == len(value), key  # per level, stride 8 first
         _close(losses[key], value)
-    torch.testing.assert_close(loss_total(losses).detach(), ref["loss_sum"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(total_loss(losses).detach(), ref["loss_sum"], rtol=1e-6, atol=1e-6)
     params = dict(head.named_parameters())
     assert sorted(params) == sorted(ref["grads"])
     off = []

@@ -87,7 +87,7 @@ def _edited(cfg: str, **head_cfg) -> dict:
     ({"loss_cls": {"gamma": "two"}}, "head_cfg.loss_cls.gamma: expected float"),
     ({"train_cfg": {"assigner": {"type": "ATSSAssigner", "topk": 0}}}, "head_cfg.train_cfg.assigner"),
     ({"train_cfg": {"assigner": {"type": "ATSSAssigner", "topk": 9}, "samplr": {}}}, "head_cfg.train_cfg.samplr"),
-    ({"stacked_convz": 2}, "head_cfg.stacked_convz: unknown key for ATSSHead"),
+    ({"stacked_convz": 2}, "head_cfg.stacked_convz: unknown ATSSHead config key"),
     ({"test_cfg": {"nms": {"type": "nms", "iou_threshold": 2}}}, "head_cfg.test_cfg.nms.iou_threshold"),
     ({"anchor_generator": {"strides": [8, 16, 32]}}, "4 input levels but head_cfg names 3 strides"),
 ])

@@ -147,7 +147,7 @@ def test_family_config_errors_name_the_key():
 def test_loss_names_and_items():
     import torch
 
-    from utils.dense.loss_items import loss_items, total_loss
+    from utils.dense.loss_items import grouped_items, loss_items, total_loss
 
     assert RetinaMath().LOSS_NAMES == ("loss_cls", "loss_bbox")
     yolox = YOLOXMath()
@@ -156,6 +156,20 @@ def test_loss_names_and_items():
     assert yolox.LOSS_NAMES[-1] == "loss_l1"
     losses = {"loss_cls": [torch.tensor(1.0), torch.tensor(2.0)], "loss_obj": torch.tensor(0.5)}
     assert float(total_loss(losses)) == 3.5 and loss_items(losses) == {"loss_cls": 3.0, "loss_obj": 0.5}
+    # the trainer's grouped items: keys absent from the dict (loss_l1 before use_l1) count 0, levels are summed
+    losses["loss_bbox"] = torch.tensor(4.0)
+    items = grouped_items(losses, yolox.LOSS_ITEMS, torch.zeros(()))
+    assert [n for n, _ in yolox.LOSS_ITEMS] == ["box", "obj", "cls"] and items.tolist() == [4.0, 0.5, 3.0]
+    losses["loss_l1"] = [torch.tensor(0.25), torch.tensor(0.25)]
+    assert grouped_items(losses, yolox.LOSS_ITEMS, torch.zeros(())).tolist() == [4.5, 0.5, 3.0]
+
+
+def test_grouped_items_name_each_familys_own_loss_keys():
+    for cls in FAMILIES.values():
+        math = cls()
+        math.use_l1 = True  # YOLOX names loss_l1 only then
+        keys = {k for _, group in cls.LOSS_ITEMS for k in group}
+        assert len(cls.LOSS_ITEMS) == 3 and keys == set(math.LOSS_NAMES), cls.__name__
 
 
 def test_numbers_yaml_reads_as_text_get_a_hint():

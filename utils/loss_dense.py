@@ -5,9 +5,9 @@ turned into mmdetection's `loss_by_feat` call (utils/dense, mmdetection 3.3 sema
   [image, class, cx, cy, w, h] (normalised) into per-image gt boxes (x1y1x2y2 pixels) and labels.
 - The loss terms are mmdetection's own, with their `loss_weight`s from the model YAML's head_cfg (the hyp
   file's box / cls / obj gains are not read). Per-level lists are summed.
-- Returned as this trainer expects: (total x batch size (1,), detached items (3,)) with `item_names`:
-  RetinaNet (box, cls, sum), FCOS / ATSS (box, cls, ctr), GFL (box, cls, dfl), YOLOX (box, obj, cls; its L1
-  term, with use_l1, is counted in box).
+- Returned as this trainer expects: (total x batch size (1,), detached items (3,)) with `item_names`: the
+  family's LOSS_ITEMS grouping (utils/dense): RetinaNet (box, cls, sum), FCOS / ATSS (box, cls, ctr), GFL
+  (box, cls, dfl), YOLOX (box, obj, cls; its L1 term, with use_l1, is counted in box).
 - `positives(preds, targets)`: per image the priors the assigner made positive (centres in input pixels, the
   target index, the level, and the assigned IoU where the assigner states one), for the positive-sample tools.
 """
@@ -17,14 +17,7 @@ from typing import Any
 
 import torch
 
-# mmdet loss key -> item, per family (items not listed are summed into no item)
-ITEMS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "retina": (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("sum", ("loss_cls", "loss_bbox"))),
-    "fcos": (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("ctr", ("loss_centerness",))),
-    "atss": (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("ctr", ("loss_centerness",))),
-    "gfl": (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("dfl", ("loss_dfl",))),
-    "yolox": (("box", ("loss_bbox", "loss_l1")), ("obj", ("loss_obj",)), ("cls", ("loss_cls",))),
-}
+from utils.dense.loss_items import grouped_items, total_loss
 
 
 def math_for(head: Any) -> Any:
@@ -45,11 +38,6 @@ def yolo_to_gt(targets: torch.Tensor, batch: int, img_hw: tuple[int, int]) -> tu
     return convert(targets, batch, img_hw)
 
 
-def loss_total(losses: dict[str, Any]) -> torch.Tensor:
-    """The sum of every entry (per-level lists summed): mmdetection's parse_losses total."""
-    return sum(sum(v) if isinstance(v, (list, tuple)) else v for v in losses.values())
-
-
 class DenseFamilyLoss:
     """Callable (raw preds, targets) -> (total (1,) x batch size, detached items (3,))."""
 
@@ -57,7 +45,7 @@ class DenseFamilyLoss:
         self.head, self.hyp = head, hyp
         self.family = head.loss_name
         self.math = math_for(head)
-        self.item_names = tuple(name for name, _ in ITEMS[self.family])
+        self.item_names = tuple(name for name, _ in self.math.LOSS_ITEMS)
 
     def _inputs(self, preds: list[torch.Tensor], targets: torch.Tensor):
         outs = self.head.split(preds)
@@ -72,10 +60,8 @@ class DenseFamilyLoss:
 
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         losses = self.losses(preds, targets)
-        flat = {k: (sum(v) if isinstance(v, (list, tuple)) else v) for k, v in losses.items()}
-        zero = preds[0].new_zeros(())
-        items = torch.stack([sum((flat[k] for k in keys if k in flat), zero) for _, keys in ITEMS[self.family]])
-        total = loss_total(losses)
+        items = grouped_items(losses, self.math.LOSS_ITEMS, preds[0].new_zeros(()))
+        total = total_loss(losses)
         return total.reshape(1) * preds[0].shape[0], items.detach()
 
     def positives(self, preds: list[torch.Tensor], targets: torch.Tensor) -> list[dict[str, torch.Tensor]]:

@@ -3,8 +3,9 @@ contract, the head contract of models/head_protocol.py, and the split of raw map
 
 YAML row: `[from, 1, RetinaHead, [nc]]` or `[from, 1, RetinaHead, [nc, head_cfg]]`; `from` names the levels
 (fine to coarse, e.g. the 5 maps of an FPN row or separate rows), all with the same channels; `head_cfg`
-is a mapping in mmdetection's head structure (models/dense_heads/config.py) whose parts are checked when the
-row is built, errors naming the file, the row and the key.
+is a mapping in mmdetection's head structure (defaults and merge rule: utils/dense's, see
+models/dense_heads/config.py) whose parts are checked when the row is built, errors naming the file, the row
+and the key.
 
 Raw maps per level (training output, the loss's input): the head's named outputs (`output_names`, mmdet's
 order: cls_scores, bbox_preds, then centernesses / objectnesses) concatenated on the channel axis.

@@ -17,6 +17,7 @@ from utils.dense.registry import build_part
 
 ATSS_DEFAULTS = {
     "num_classes": 80,
+    "stacked_convs": 4, "feat_channels": 256, "norm_cfg": {"type": "GN", "num_groups": 32, "requires_grad": True},
     "anchor_generator": {"type": "AnchorGenerator", "ratios": [1.0], "octave_base_scale": 8, "scales_per_octave": 1,
                          "strides": [8, 16, 32, 64, 128]},
     "bbox_coder": {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0, 0.0, 0.0, 0.0],
@@ -42,6 +43,8 @@ def anchor_centerness(anchors: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
 class ATSSMath(AnchorHeadMath):
     head_type = "ATSSHead"
     LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_centerness")
+    # the trainer's three logged items: name -> the loss keys summed into it (utils/dense/loss_items.grouped_items)
+    LOSS_ITEMS = (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("ctr", ("loss_centerness",)))
     DEFAULTS = ATSS_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "loss_centerness",
                  "train_cfg", "test_cfg")

@@ -23,6 +23,8 @@ from utils.dense.registry import build_part
 
 FCOS_DEFAULTS = {
     "num_classes": 80,
+    "stacked_convs": 4, "feat_channels": 256, "norm_cfg": {"type": "GN", "num_groups": 32, "requires_grad": True},
+    "centerness_on_reg": False,
     "strides": [8, 16, 32, 64, 128],
     "regress_ranges": [[-1, 64], [64, 128], [128, 256], [256, 512], [512, INF]],
     "center_sampling": False,
@@ -49,6 +51,8 @@ def ltrb_centerness(ltrb: torch.Tensor) -> torch.Tensor:
 class FCOSMath(PointHeadMath):
     head_type = "FCOSHead"
     LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_centerness")
+    # the trainer's three logged items: name -> the loss keys summed into it (utils/dense/loss_items.grouped_items)
+    LOSS_ITEMS = (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("ctr", ("loss_centerness",)))
     DEFAULTS = FCOS_DEFAULTS
     MATH_KEYS = ("num_classes", "strides", "prior_generator", "regress_ranges", "center_sampling",
                  "center_sample_radius", "norm_on_bbox", "bbox_coder", "loss_cls", "loss_bbox", "loss_centerness",

@@ -23,6 +23,7 @@ from utils.dense.registry import build_part
 
 GFL_DEFAULTS = {
     "num_classes": 80,
+    "stacked_convs": 4, "feat_channels": 256, "norm_cfg": {"type": "GN", "num_groups": 32, "requires_grad": True},
     "anchor_generator": {"type": "AnchorGenerator", "ratios": [1.0], "octave_base_scale": 8, "scales_per_octave": 1,
                          "strides": [8, 16, 32, 64, 128]},
     "bbox_coder": {"type": "DistancePointBBoxCoder"},
@@ -51,6 +52,8 @@ def anchor_center(anchors: torch.Tensor) -> torch.Tensor:
 class GFLMath(AnchorHeadMath):
     head_type = "GFLHead"
     LOSS_NAMES = ("loss_cls", "loss_bbox", "loss_dfl")
+    # the trainer's three logged items: name -> the loss keys summed into it (utils/dense/loss_items.grouped_items)
+    LOSS_ITEMS = (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("dfl", ("loss_dfl",)))
     reg_decoded_bbox = False  # mmdetection's attribute; GFL regresses bin distributions, decoded for GIoU
     DEFAULTS = GFL_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_dfl", "reg_max", "loss_bbox",

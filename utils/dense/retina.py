@@ -17,6 +17,7 @@ from utils.dense.registry import build_part
 
 RETINA_DEFAULTS = {
     "num_classes": 80,
+    "stacked_convs": 4, "feat_channels": 256, "norm_cfg": None,  # the module's (models/dense_heads)
     "anchor_generator": {"type": "AnchorGenerator", "octave_base_scale": 4, "scales_per_octave": 3,
                          "ratios": [0.5, 1.0, 2.0], "strides": [8, 16, 32, 64, 128]},
     "bbox_coder": {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0, 0.0, 0.0, 0.0],
@@ -35,6 +36,8 @@ RETINA_DEFAULTS = {
 class RetinaMath(AnchorHeadMath):
     head_type = "RetinaHead"
     LOSS_NAMES = ("loss_cls", "loss_bbox")
+    # the trainer's three logged items: name -> the loss keys summed into it (utils/dense/loss_items.grouped_items)
+    LOSS_ITEMS = (("box", ("loss_bbox",)), ("cls", ("loss_cls",)), ("sum", ("loss_cls", "loss_bbox")))
     DEFAULTS = RETINA_DEFAULTS
     MATH_KEYS = ("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "reg_decoded_bbox",
                  "train_cfg", "test_cfg")

@@ -24,6 +24,8 @@ from utils.dense.registry import build_part
 
 YOLOX_DEFAULTS = {
     "num_classes": 80,
+    "stacked_convs": 2, "feat_channels": 256, "use_depthwise": False,
+    "norm_cfg": {"type": "BN", "momentum": 0.03, "eps": 0.001}, "act_cfg": {"type": "Swish"},
     "strides": [8, 16, 32],
     "loss_cls": {"type": "CrossEntropyLoss", "use_sigmoid": True, "reduction": "sum", "loss_weight": 1.0},
     "loss_bbox": {"type": "IoULoss", "mode": "square", "eps": 1e-16, "reduction": "sum", "loss_weight": 5.0},
@@ -54,6 +56,9 @@ class YOLOXMath(PointHeadMath):
                  "train_cfg", "test_cfg")
     POINT_OFFSET = 0
     forward_output_names = ("cls_scores", "bbox_preds", "objectnesses")
+    # the trainer's three logged items: name -> the loss keys summed into it (utils/dense/loss_items.grouped_items);
+    # the L1 term (use_l1) counts in box
+    LOSS_ITEMS = (("box", ("loss_bbox", "loss_l1")), ("obj", ("loss_obj",)), ("cls", ("loss_cls",)))
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg", use_l1: bool = False):
         super().__init__(head_cfg, where)
