@@ -40,6 +40,17 @@ def rect_batch_shapes(shapes_wh: np.ndarray, batch_size: int, img_size: int, str
     return order, bi, np.ceil(shapes * img_size / stride + pad).astype(int) * stride
 
 
+def resize_long_side(im: np.ndarray, img_size: int, augment: bool) -> np.ndarray:
+    """The image with its long side resized to img_size (bilinear when augmenting or enlarging, else area)."""
+    h0, w0 = im.shape[:2]
+    r = img_size / max(h0, w0)
+    if r == 1:
+        return im
+    interp = cv2.INTER_LINEAR if (augment or r > 1) else cv2.INTER_AREA
+    # truncation, as YOLOv5 v7.0 (int): with it val.py reproduces the official coco128 figures to 1e-7
+    return cv2.resize(im, (int(w0 * r), int(h0 * r)), interpolation=interp)
+
+
 class LoadImagesAndLabels(Dataset):
     """Images with verified YOLO labels; mosaic/perspective/HSV/flip/mixup when `augment`."""
 
@@ -136,11 +147,7 @@ class LoadImagesAndLabels(Dataset):
         on_disk = self.cache == "disk" and self.npy_files[i].exists()
         im = np.load(self.npy_files[i]) if on_disk else read_image(self.im_files[i])
         h0, w0 = im.shape[:2]
-        r = self.img_size / max(h0, w0)
-        if r != 1:
-            interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
-            # truncation, as YOLOv5 v7.0 (int): with it val.py reproduces the official coco128 figures to 1e-7
-            im = cv2.resize(im, (int(w0 * r), int(h0 * r)), interpolation=interp)
+        im = resize_long_side(im, self.img_size, self.augment)
         return im, (h0, w0), im.shape[:2]
 
     def _orig_hw(self, i: int) -> tuple[int, int]:
