@@ -182,6 +182,8 @@ class LoadImagesAndLabels(Dataset):
         return im, labels, shapes
 
     def __getitem__(self, index: int):
+        if getattr(index, "seed", None) is not None:  # a SeededIndex (utils/train/data_order.py): per-sample draws
+            self._rng, self._rng_pid = np.random.default_rng(index.seed), os.getpid()
         index = int(self.indices[index])
         hyp, rng = self.hyp, self.rng()
         if self.mosaic and rng.random() < hyp["mosaic"]:
