@@ -1,0 +1,73 @@
+"""Resuming by itself: the run an elastic restart (torchrun --max-restarts) continues, found by the rendezvous
+run id that global rank 0 records in the run folder, and the checkpoint read on rank 0 and handed to every rank
+(nodes need not share the run folder)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from utils.train.ddp import DistInfo, broadcast_object
+from utils.train.options import TrainOptions
+from utils.train.state import read_train_state
+from utils.train.step_state import newest_checkpoint
+
+LOGGER = logging.getLogger("yolo")
+RUN_MARKER = "elastic.json"
+
+
+def elastic_restart_count() -> int:
+    """How often torchrun has restarted this worker group (0 outside torchrun and on the first start)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0) or 0)
+
+
+def elastic_run_id() -> str:
+    """torchrun's rendezvous id (--rdzv-id; 'none' when not given), '' outside torchrun."""
+    return os.environ.get("TORCHELASTIC_RUN_ID", "")
+
+
+def write_run_marker(save_dir: str | Path, run_id: str) -> None:
+    """Record in the run folder which rendezvous run it belongs to (global rank 0, at the start)."""
+    path = Path(save_dir) / RUN_MARKER
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"run_id": run_id}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def find_elastic_run(project: str | Path, run_id: str) -> Path | None:
+    """The newest run folder under `project` recorded for rendezvous `run_id` (for a restarted worker group)."""
+    found = []
+    for marker in Path(project).glob(f"*/{RUN_MARKER}"):
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")).get("run_id") == run_id:
+                found.append(marker.parent)
+        except (OSError, ValueError):
+            continue
+    return max(found, key=lambda p: (p / RUN_MARKER).stat().st_mtime) if found else None
+
+
+def auto_resume(opts: TrainOptions, info: DistInfo) -> TrainOptions:
+    """On a torchrun restart without --resume: resume the newest checkpoint of this rendezvous run's folder, or
+    start again in that folder when it has none yet. Rank 0 decides; every rank gets the same options."""
+    if opts.resume or elastic_restart_count() == 0:
+        return opts
+    decision = None
+    if info.main:
+        run = find_elastic_run(opts.project, elastic_run_id())
+        ckpt = newest_checkpoint(run / "weights") if run else None
+        decision = {"resume": str(ckpt) if ckpt else False, "name": run.name if run else opts.name}
+        LOGGER.warning(f"elastic restart {elastic_restart_count()} of run {elastic_run_id()!r}: "
+                       + (f"resuming from {ckpt}" if ckpt else f"no checkpoint yet, starting again in {run}"
+                          if run else "no run folder recorded, starting a new run"))
+    decision = broadcast_object(decision, info)
+    opts.resume = decision["resume"]
+    if not opts.resume:
+        opts.name, opts.exist_ok = decision["name"], True
+    return opts
+
+
+def read_state_on_rank0(path: str | Path, info: DistInfo) -> tuple[dict, dict]:
+    """(checkpoint, train_state) read by global rank 0 and broadcast: the other nodes need no copy of the run."""
+    got = read_train_state(path) if info.main else None
+    return broadcast_object(got, info)
