@@ -24,7 +24,7 @@ from utils.cli import UserError
 from utils.dataloaders import LoadImagesAndLabels
 from utils.hyp import load_hyp
 from utils.seeding import capture_rng_states, restore_rng_states
-from utils.train.data_order import ResumableSampler, SeededIndex
+from utils.data_order import ResumableSampler, SeededIndex
 from utils.train.ddp import DistInfo, init_process_group, local_main_first
 from utils.train.resume import find_elastic_run, write_run_marker
 from utils.train.step_state import newest_checkpoint, resume_position, step_due

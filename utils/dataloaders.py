@@ -10,11 +10,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from utils.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
+from utils.data_order import ResumableSampler
 from utils.data_yaml import img2label_paths, list_image_files
 from utils.image_check import read_image
 from utils.label_cache import LOGGER, is_writeable, load_verified
@@ -182,7 +183,7 @@ class LoadImagesAndLabels(Dataset):
         return im, labels, shapes
 
     def __getitem__(self, index: int):
-        if getattr(index, "seed", None) is not None:  # a SeededIndex (utils/train/data_order.py): per-sample draws
+        if getattr(index, "seed", None) is not None:  # a SeededIndex (utils/data_order.py): per-sample draws
             self._rng, self._rng_pid = np.random.default_rng(index.seed), os.getpid()
         index = int(self.indices[index])
         hyp, rng = self.hyp, self.rng()
@@ -300,8 +301,10 @@ def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict 
                       augment: bool = False, cache: str | None = None, pad: float = 0.0, rect: bool = False,
                       workers: int = 8, shuffle: bool = False, seed: int = 0, single_cls: bool = False,
                       prefix: str = "", distributed: bool = False, nc: int | None = None,
-                      image_weights: bool = False, quad: bool = False):
-    """Build (loader, dataset). Shuffling uses a generator seeded with `seed`; DDP uses a DistributedSampler.
+                      image_weights: bool = False, quad: bool = False, sample_seeds: bool = False):
+    """Build (loader, dataset). Shuffled or DDP loaders use a ResumableSampler (utils/data_order.py: the order
+    of an epoch from `seed` and the epoch, DistributedSampler's; with `sample_seeds` each sample's augmentation
+    seeded from them too), so a checkpoint can resume mid-epoch.
 
     `image_weights`: an IndexSampler (loader.sampler) that yields the indices the training loop draws each epoch;
     `quad`: collate_fn4 (batches of batch_size // 4 images of twice the size)."""
@@ -312,11 +315,12 @@ def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict 
                                   single_cls=single_cls, stride=stride, pad=pad, prefix=prefix, nc=nc)
     batch_size = min(batch_size, len(dataset))
     nw = min(os.cpu_count() or 1, workers, batch_size if batch_size > 1 else 0)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (-1, 1)
     if image_weights:
-        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (-1, 1)
         sampler, shuffle = IndexSampler(len(dataset), rank, world), False
     else:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
+        sampler = ResumableSampler(len(dataset), rank, world, seed, shuffle, sample_seeds) \
+            if (distributed or shuffle) else None
     generator = torch.Generator()
     generator.manual_seed(seed)
     loader = InfiniteDataLoader if nw > 0 else DataLoader

@@ -26,6 +26,22 @@ class ShardLoader:
     def set_epoch(self, epoch: int) -> None:
         self._next_epoch = int(epoch)
 
+    def state_dict(self, epoch: int, consumed: int) -> dict:
+        """Where the stream stands: `consumed` samples of this rank's share of `epoch` used (whole batches)."""
+        return {"epoch": int(epoch), "consumed": int(consumed), "seed": int(self.dataset.seed),
+                "n": int(self.dataset.total), "world_size": int(self.dataset.world_size), "shards": True}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next epoch is `state['epoch']`, after its first `consumed` samples."""
+        ds = self.dataset
+        if not state.get("shards") or int(state["n"]) != ds.total or int(state["world_size"]) != ds.world_size:
+            raise ValueError(f"data order saved for {state['n']} samples on {state['world_size']} ranks"
+                             f"{'' if state.get('shards') else ' (an image folder)'}, resumed with {ds.total} shard "
+                             f"samples on {ds.world_size}: cannot continue mid-epoch")
+        ds.seed = int(state["seed"])
+        self.set_epoch(int(state["epoch"]))
+        ds.set_skip(int(state["consumed"]) // self.batch_size, self.batch_size)
+
     def __len__(self) -> int:
         return batches_per_epoch(self.dataset.total, self.dataset.world_size, max(self.num_workers, 1),
                                  self.batch_size)

@@ -139,6 +139,15 @@ def gather_strings(s: str, info: DistInfo) -> list[str]:
     return [str(x) for x in out]
 
 
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's `obj` (picklable), in rank order ([obj] without DDP)."""
+    if not info.enabled:
+        return [obj]
+    out: list = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def cleanup(info: DistInfo) -> None:
     """Destroy the process group (when this process created one)."""
     if info.enabled and dist.is_initialized():

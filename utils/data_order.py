@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 from utils.seeding import sample_seed
 
@@ -37,8 +37,8 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-class ResumableSampler(Sampler[int]):
-    """Each rank's share of the epoch order (padded to equal shares); one pass per `__iter__`.
+class ResumableSampler(DistributedSampler):
+    """Each rank's share of the epoch order (padded to equal shares, as DistributedSampler); one pass per `__iter__`.
 
     Passes number themselves from `epoch` on: a loader that starts the next pass early (persistent workers
     prefetching) still gets the next epoch's order, and `set_epoch` for a pass already begun changes nothing.
@@ -46,8 +46,8 @@ class ResumableSampler(Sampler[int]):
 
     def __init__(self, n: int, rank: int = -1, world_size: int = 1, seed: int = 0, shuffle: bool = True,
                  sample_seeds: bool = False, epoch: int = 0) -> None:
-        self.n, self.rank, self.world_size = n, max(rank, 0), world_size
-        self.seed, self.shuffle, self.sample_seeds = seed, shuffle, sample_seeds
+        super().__init__(range(n), num_replicas=world_size, rank=max(rank, 0), shuffle=shuffle, seed=seed)
+        self.n, self.world_size, self.sample_seeds = n, world_size, sample_seeds
         self.epoch, self.skip = epoch, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,7 +76,8 @@ class ResumableSampler(Sampler[int]):
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next pass is `state['epoch']`, after its first `consumed` samples."""
-        if int(state["n"]) != self.n or int(state["world_size"]) != self.world_size:
-            raise ValueError(f"data order saved for {state['n']} images on {state['world_size']} ranks, "
+        if state.get("shards") or int(state["n"]) != self.n or int(state["world_size"]) != self.world_size:
+            raise ValueError(f"data order saved for {state['n']} {'shard samples' if state.get('shards') else 'images'} "
+                             f"on {state['world_size']} ranks, "
                              f"resumed with {self.n} on {self.world_size}: cannot continue mid-epoch")
         self.epoch, self.skip, self.seed = int(state["epoch"]), int(state["consumed"]), int(state["seed"])
