@@ -74,10 +74,16 @@ class ResumableSampler(DistributedSampler):
         return {"epoch": int(epoch), "consumed": int(consumed), "seed": int(self.seed), "n": int(self.n),
                 "world_size": int(self.world_size)}
 
+    def start_at(self, epoch: int, consumed: int = 0) -> None:
+        """The next pass is `epoch`, after its first `consumed` samples (a restarted loader: its iterator must be
+        created after this call)."""
+        self.epoch, self.skip = int(epoch), int(consumed)
+
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next pass is `state['epoch']`, after its first `consumed` samples."""
         if state.get("shards") or int(state["n"]) != self.n or int(state["world_size"]) != self.world_size:
             raise ValueError(f"data order saved for {state['n']} {'shard samples' if state.get('shards') else 'images'} "
                              f"on {state['world_size']} ranks, "
                              f"resumed with {self.n} on {self.world_size}: cannot continue mid-epoch")
-        self.epoch, self.skip, self.seed = int(state["epoch"]), int(state["consumed"]), int(state["seed"])
+        self.seed = int(state["seed"])
+        self.start_at(state["epoch"], state["consumed"])

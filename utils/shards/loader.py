@@ -39,8 +39,12 @@ class ShardLoader:
                              f"{'' if state.get('shards') else ' (an image folder)'}, resumed with {ds.total} shard "
                              f"samples on {ds.world_size}: cannot continue mid-epoch")
         ds.seed = int(state["seed"])
-        self.set_epoch(int(state["epoch"]))
-        ds.set_skip(int(state["consumed"]) // self.batch_size, self.batch_size)
+        self.start_at(state["epoch"], state["consumed"])
+
+    def start_at(self, epoch: int, consumed: int = 0) -> None:
+        """The next epoch is `epoch`, after its first `consumed` samples (whole batches)."""
+        self.set_epoch(int(epoch))
+        self.dataset.skip = (int(consumed) // self.batch_size, self.batch_size) if consumed else None
 
     def __len__(self) -> int:
         return batches_per_epoch(self.dataset.total, self.dataset.world_size, max(self.num_workers, 1),
