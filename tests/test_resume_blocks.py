@@ -179,3 +179,22 @@ def test_node_work_done_by_each_nodes_local_rank_0_first(tmp_path, local_ranks):
     else:
         assert all(x == {"existed": False, "local_main": True} for x in r)
         assert (tmp_path / "node0").exists() and (tmp_path / "node1").exists()
+
+
+def _generate(root: str, out: str, i: int) -> None:
+    from utils.demo_data import ensure_shapes_dataset
+    ensure_shapes_dataset(root, n_train=30, n_val=2, imgsz=64)
+    Path(out, f"ok{i}").write_text("done")
+
+
+def test_two_nodes_generating_the_demo_dataset_on_one_disk_both_succeed(tmp_path):
+    """Two local rank 0 processes on shared storage build the demo dataset at once: both end with it complete."""
+    root = tmp_path / "shapes"
+    procs = [mp.get_context("fork").Process(target=_generate, args=(str(root), str(tmp_path), i)) for i in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0] and (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
+    assert len(list((root / "images" / "train").glob("*.jpg"))) == 30
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shapes-")]  # no leftover temp folders
