@@ -153,8 +153,8 @@ def test_deterministic_kill_at_a_random_step_and_resume_equals_the_uninterrupted
     last.pt and the unstripped epoch1.pt (raw weights, optimizer) equal the run never killed, tensor for tensor."""
     launch = [sys.executable] if ranks == 1 else _torchrun("--standalone", "--nproc_per_node", "2")
     args = ["--data", str(data), *FAST, "--epochs", "2", "--batch-size", "4" if ranks == 1 else "8",
-            "--accumulate", "1", "--workers", "1", "--deterministic", "--save-period-steps", "1", "--save-period",
-            "1", "--project", str(tmp_path)]
+            "--accumulate", "1", "--workers", "1", "--noval", "--deterministic", "--save-period-steps", "1",
+            "--save-period", "1", "--project", str(tmp_path)]
     _run([*launch, *_train(*args, "--name", "straight")])
     steps = 8 if ranks == 1 else 4  # 16 images / 4 per step, 2 epochs
     k = random.SystemRandom().randint(1, steps - 1)
@@ -171,3 +171,17 @@ def test_deterministic_kill_at_a_random_step_and_resume_equals_the_uninterrupted
     _, rows = read_results_csv(tmp_path / "killed" / "results.csv")
     _, rows0 = read_results_csv(tmp_path / "straight" / "results.csv")
     assert rows == rows0, f"killed after step {k}"
+
+
+def test_unreachable_rendezvous_is_a_one_line_error(data, tmp_path):
+    """train.py as a rank whose MASTER_ADDR:MASTER_PORT nobody serves: after --dist-timeout, status 2 and one
+    message naming the endpoint (not a hang, not a traceback)."""
+    port = _free_port()
+    env = {**_env(), "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    p = subprocess.run([sys.executable, *_train("--data", str(data), *FAST, "--dist-timeout", "3", "--project",
+                                                str(tmp_path))], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert f"train.py: error: rank 1 of 2: the rendezvous at 127.0.0.1:{port} was not reached within 3s" in p.stderr
+    assert "Traceback" not in p.stderr
