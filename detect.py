@@ -64,6 +64,7 @@ class DetectOptions:
     half: bool = False
     vid_stride: int = 1
     batch_size: int = 8
+    darknet_mode: bool = False  # Darknet .weights: Darknet's own preprocessing and NMS (detect_image)
 
 
 @dataclass
@@ -120,27 +121,14 @@ def describe(det: torch.Tensor, names: list[str]) -> str:
     return ", ".join(f"{n} {names[int(c)]}{'s' * (n > 1)}" for c, n in zip(classes.tolist(), counts.tolist()))
 
 
-def _load_detector(weights: str, cfg: str | None, device: str, half: bool):
-    """A models.backends.Backend, or for Darknet .weights a callable (im0 -> (n, 6) det) via darknet_infer."""
+def load_detector(opt: DetectOptions):
+    """The Backend of --weights (with --cfg and --darknet-mode for Darknet .weights)."""
+    from models.backends import load_backend
     from utils.torch_utils import select_device
 
-    dev = select_device(device)
-    if str(weights).endswith(".weights"):
-        return _darknet(weights, cfg, dev)
-    from models.backends import load_backend
-    return load_backend(weights, dev, fuse=True, half=half and dev.type == "cuda")
-
-
-def _darknet(weights: str, cfg: str | None, dev: torch.device):
-    if not cfg:
-        raise ValueError(f"{weights}: Darknet weights need --cfg (the matching .cfg file)")
-    try:
-        from models import load_model
-        from utils.darknet_infer import darknet_detect
-    except ImportError as e:
-        raise RuntimeError(f"Darknet inference is not available in this build ({e})") from e
-    model = load_model(weights, device=dev, cfg=cfg)
-    return model, darknet_detect
+    dev = select_device(opt.device)
+    return load_backend(opt.weights, dev, fuse=True, half=opt.half and dev.type == "cuda", cfg=opt.cfg,
+                        darknet_mode=opt.darknet_mode)
 
 
 @torch.inference_mode()
@@ -159,13 +147,10 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
     return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]
 
 
-def _darknet_infer(detector, batch: list[Prepared], opt: DetectOptions):
-    model, fn = detector
+def infer_images(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torch.Tensor], list[float]]:
+    """A backend with its own end-to-end pipeline (Darknet mode) on each original image."""
     t0 = time.perf_counter()
-    dets = []
-    for p in batch:  # darknet_detect gives (cls, prob, x1, y1, x2, y2); detect.py rows are (x1, y1, x2, y2, conf, cls)
-        rows = np.asarray(fn(model, p.frame.im0, thresh=opt.conf_thres, nms=opt.iou_thres), dtype=np.float32)
-        dets.append(torch.from_numpy(rows.reshape(-1, 6)[:, [2, 3, 4, 5, 1, 0]].copy()))
+    dets = [backend.detect_image(p.frame.im0, opt.conf_thres, opt.iou_thres)[:opt.max_det] for p in batch]
     return dets, [0.0, time.perf_counter() - t0, 0.0]
 
 
@@ -181,12 +166,10 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     the default pads only to a stride multiple, like YOLOv5's detect.py.
     """
     opt = DetectOptions(weights=str(weights), source=str(source), **kwargs)
-    detector = _load_detector(opt.weights, opt.cfg, opt.device, opt.half)
-    darknet = isinstance(detector, tuple)
-    names = list(detector[0].names) if darknet else detector.names
-    stride = 32 if darknet else detector.stride
-    imgsz = _imgsz(opt.imgsz)
-    if not darknet and not detector.dynamic:
+    detector = load_detector(opt)
+    names, stride, imgsz = detector.names, detector.stride, _imgsz(opt.imgsz)
+    step = infer_images if detector.detect_image is not None else infer
+    if not detector.dynamic:
         imgsz, auto, opt.batch_size = detector.imgsz, False, 1
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     writer = ResultWriter(save_dir, names, opt)
@@ -196,7 +179,7 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     with ThreadPoolExecutor(max_workers=1) as pool:
         writer.pool = pool
         for batch in batches(items, opt.batch_size if kind not in ("webcam", "stream") else 1):
-            dets, dt = _darknet_infer(detector, batch, opt) if darknet else infer(detector, batch, opt)
+            dets, dt = step(detector, batch, opt)
             times += dt
             seen += len(batch)
             shape = shape or (1, 3, *batch[0].im.shape[1:])
@@ -219,6 +202,8 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--weights", default=d.weights, help=".pt, .torchscript, .onnx, or Darknet .weights with --cfg")
     p.add_argument("--source", default=d.source, help="image, folder, glob, .txt list, video, webcam index, URL")
     p.add_argument("--cfg", default=None, help="Darknet .cfg for .weights files")
+    p.add_argument("--darknet-mode", action="store_true",
+                   help="Darknet .weights: Darknet's own resize, thresholds and NMS instead of YOLOv5's pipeline")
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres)
     p.add_argument("--iou-thres", type=float, default=d.iou_thres)

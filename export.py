@@ -48,6 +48,7 @@ class ExportOptions:
     project: str | None = None  # None (and no name): next to the weights
     name: str | None = None
     exist_ok: bool = False
+    cfg: str | None = None  # Darknet .cfg for .weights
 
 
 class DecodedOnly(torch.nn.Module):
@@ -169,7 +170,7 @@ def export_format(fmt: str, model: torch.nn.Module, im: torch.Tensor, path: Path
 
 
 def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640), batch_size=1, dynamic=False,
-        opset=17, simplify=False, device="cpu", atol=1e-3, project=None, name=None, exist_ok=False
+        opset=17, simplify=False, device="cpu", atol=1e-3, project=None, name=None, exist_ok=False, cfg=None
         ) -> dict[str, Path]:
     """Export `weights` to each format in `include`; returns {format: path}. Raises if a check fails."""
     from models import load_model
@@ -178,7 +179,7 @@ def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640),
     if unknown:
         raise UserValueError(f"--include {sorted(unknown)}: unknown format(s); choose from {FORMATS}")
     imgsz = tuple(imgsz) * 2 if len(imgsz) == 1 else tuple(imgsz)
-    model = load_model(weights, device=device, fuse=True)
+    model = load_model(weights, device=device, fuse=True, cfg=cfg)
     stride = int(model.stride.max())
     if any(s % stride for s in imgsz):
         raise UserValueError(f"--imgsz {imgsz} must be multiples of the model stride {stride}")
@@ -206,7 +207,8 @@ def run(weights="yolov5s.pt", include=("torchscript", "onnx"), imgsz=(640, 640),
 def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     d = ExportOptions()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=d.weights)
+    p.add_argument("--weights", default=d.weights, help="checkpoint (.pt), or Darknet .weights with --cfg")
+    p.add_argument("--cfg", default=d.cfg, help="Darknet .cfg for .weights files")
     p.add_argument("--include", nargs="+", default=d.include, choices=FORMATS)
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="h [w]")
     p.add_argument("--batch-size", type=int, default=d.batch_size)

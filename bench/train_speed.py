@@ -34,11 +34,11 @@ CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the de
 
 def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
     """(images/s of one train epoch, first-batch loss items) for one configuration."""
-    from train import prepare
     from utils.torch_utils import select_device
     from utils.train.ddp import dist_info
     from utils.train.loop import train_epoch
     from utils.train.options import TrainOptions
+    from utils.train.trainer import Trainer
 
     overrides, threads = CONFIGS[name]
     n_threads = torch.get_num_threads()
@@ -47,9 +47,9 @@ def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
     opts = TrainOptions(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg="yolov5n.yaml",
                         weights="", imgsz=320, epochs=1, batch_size=16, workers=2, noplots=True,
                         project=str(tmp), name=name, seed=0, **overrides)
-    run = prepare(opts, dist_info(), select_device("cpu"))
+    run = Trainer(opts, dist_info(), select_device("cpu")).setup()
     first: list[float] = []
-    loss_fn = run.ctx.compute_loss
+    loss_fn = run.compute_loss
 
     def recording_loss(preds, targets):
         out = loss_fn(preds, targets)
@@ -57,9 +57,9 @@ def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
             first.extend(out[1].tolist())
         return out
 
-    run.ctx.compute_loss = recording_loss
+    run.compute_loss = recording_loss
     t0 = time.perf_counter()
-    train_epoch(run.ctx, 0)
+    train_epoch(run, 0)
     dt = time.perf_counter() - t0
     torch.set_num_threads(n_threads)
     return len(run.dataset) / dt, first

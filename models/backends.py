@@ -1,9 +1,15 @@
-"""One inference interface over our checkpoints, official .pt files, TorchScript and ONNX exports.
+"""One inference interface over our checkpoints, official .pt files, Darknet .cfg + .weights, TorchScript and ONNX
+exports.
 
 `load_backend(path, device)` returns a `Backend`: call it on a (B, 3, H, W) float image batch in [0, 1]
 and it returns the decoded (B, N, 5 + nc) tensor (PyTorch models also return their raw levels, as
 `(decoded, raw)`). Exported files carry their class names and stride: TorchScript in the `_extra_files`
 entry `config.json`, ONNX in `metadata_props` keys `names`, `stride`, `imgsz`, `batch`, `dynamic`.
+
+Darknet weights (`.weights` with `cfg=`) run through the YOLOv5 pipeline like any PyTorch model (kind
+'darknet'), or with `darknet_mode=True` through Darknet's own preprocessing, thresholds and NMS: then the
+backend's `detect_image` takes one original image and returns its detections, and callers use it instead of
+letterbox -> forward -> NMS.
 """
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ from utils.cli import UserFileNotFoundError, UserValueError
 
 TORCHSCRIPT_META = "config.json"
 PT_SUFFIXES = (".pt", ".pth")
+DARKNET_SUFFIX = ".weights"
 EXPORT_SUFFIXES = (".torchscript", ".onnx")
+NATIVE_KINDS = ("pt", "darknet")  # PyTorch modules in this process (test-time augmentation, raw outputs)
 
 
 @dataclass
@@ -28,7 +36,7 @@ class Backend:
     forward: Callable[..., Any]
     names: list[str]
     stride: int
-    kind: str  # 'pt', 'torchscript' or 'onnx'
+    kind: str  # 'pt', 'darknet', 'torchscript' or 'onnx'
     device: torch.device
     fp16: bool = False
     dynamic: bool = True  # accepts any batch size and any stride-multiple image size
@@ -36,15 +44,18 @@ class Backend:
     batch_size: int | None = None  # fixed batch of a static export
     model: torch.nn.Module | None = field(default=None, repr=False)
     has_objectness: bool = True  # decoded rows carry objectness (YOLOv5) or not (anchor-free; the head contract)
+    # One original BGR image, conf, IoU -> (n, 6) [x1, y1, x2, y2, conf, cls] in its pixels, when the backend has
+    # its own end-to-end pipeline (Darknet mode); None: letterbox -> forward -> NMS as YOLOv5.
+    detect_image: Callable[[np.ndarray, float, float], torch.Tensor] | None = field(default=None, repr=False)
 
     def __call__(self, im: torch.Tensor, augment: bool = False):
-        if augment and self.kind != "pt":
+        if augment and not self.pt:
             raise UserValueError(f"--augment (test-time augmentation) needs a PyTorch model, not a {self.kind} export")
-        return self.forward(im, augment) if self.kind == "pt" else self.forward(im)
+        return self.forward(im, augment) if self.pt else self.forward(im)
 
     @property
     def pt(self) -> bool:
-        return self.kind == "pt"
+        return self.kind in NATIVE_KINDS
 
 
 def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool,
@@ -54,10 +65,8 @@ def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch
             "dynamic": bool(dynamic), "has_objectness": bool(has_objectness)}
 
 
-def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, channels_last: bool) -> Backend:
-    from models import load_model
-
-    model = load_model(path, device=device, fuse=fuse)
+def _from_pytorch(model: torch.nn.Module, device: torch.device, half: bool, channels_last: bool,
+                  kind: str = "pt") -> Backend:
     model = model.half() if half else model
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -70,8 +79,32 @@ def _from_pytorch(path: Path, device: torch.device, fuse: bool, half: bool, chan
             return model(im, augment=augment)
         return _cat_outputs([model(part, augment=augment) for part in im.split(chunk)])
 
-    return Backend(forward, list(model.names), int(model.stride.max()), "pt", device, fp16=half, model=model,
+    return Backend(forward, list(model.names), int(model.stride.max()), kind, device, fp16=half, model=model,
                    has_objectness=model.detect.has_objectness)
+
+
+def _from_darknet(path: Path, cfg: str | Path | None, device: torch.device, fuse: bool, half: bool,
+                  channels_last: bool, darknet_mode: bool) -> Backend:
+    """Darknet .cfg + .weights: the YOLOv5 pipeline, or (darknet_mode) Darknet's own, unfused as Darknet runs."""
+    from models import load_model
+
+    if not cfg:
+        raise UserValueError(f"{path}: Darknet weights need --cfg (the matching .cfg file)")
+    if not darknet_mode:
+        return _from_pytorch(load_model(path, device=device, fuse=fuse, cfg=cfg), device, half, channels_last,
+                             "darknet")
+    model = load_model(path, device=device, cfg=cfg)
+    backend = _from_pytorch(model, device, False, False, "darknet")
+    backend.detect_image = lambda im0, conf, iou: darknet_rows(model, im0, conf, iou)
+    return backend
+
+
+def darknet_rows(model: torch.nn.Module, im0: np.ndarray, conf: float, iou: float) -> torch.Tensor:
+    """Darknet's `detector test` on one BGR image as (n, 6) [x1, y1, x2, y2, conf, cls] rows, best first."""
+    from utils.darknet_infer import darknet_detect
+
+    rows = np.asarray(darknet_detect(model, im0, thresh=conf, nms=iou), dtype=np.float32).reshape(-1, 6)
+    return torch.from_numpy(rows[:, [2, 3, 4, 5, 1, 0]].copy())  # (cls, prob, x1, y1, x2, y2) -> detect.py rows
 
 
 # On CPU a large batch runs slower per image than small ones (activations of 32 images at 640 px no longer fit
@@ -132,21 +165,31 @@ def _from_onnx(path: Path, device: torch.device) -> Backend:
 
 
 def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
-                 half: bool = False, channels_last: bool = True) -> Backend:
-    """Load .pt (ours or official), .torchscript or .onnx for inference (eval mode, fused by default).
+                 half: bool = False, channels_last: bool = True, cfg: str | Path | None = None,
+                 darknet_mode: bool = False) -> Backend:
+    """Load .pt (ours or official), Darknet .weights (with `cfg`), .torchscript or .onnx for inference (eval mode,
+    fused by default). `darknet_mode`: Darknet weights run Darknet's own preprocessing and NMS (`detect_image`).
 
     PyTorch models run in channels_last memory format by default: on CPU (oneDNN) yolov5n's batch forward
     takes ~40% less time than in the default layout, with the same results up to fp32 summation order.
     """
     path, device = Path(path), torch.device(device)
+    if path.suffix.lower() == DARKNET_SUFFIX and not cfg:
+        raise UserValueError(f"{path}: Darknet weights need --cfg (the matching .cfg file)")
     if not path.is_file():
         raise UserFileNotFoundError(f"weights not found: {path}")
     suffix = path.suffix.lower()
+    if darknet_mode and suffix != DARKNET_SUFFIX:
+        raise UserValueError(f"{path}: --darknet-mode needs Darknet .weights (with --cfg), not a '{suffix}' file")
+    if suffix == DARKNET_SUFFIX:
+        return _from_darknet(path, cfg, device, fuse, half, channels_last, darknet_mode)
     if suffix in PT_SUFFIXES:
-        return _from_pytorch(path, device, fuse, half, channels_last)
+        from models import load_model
+
+        return _from_pytorch(load_model(path, device=device, fuse=fuse), device, half, channels_last)
     if suffix == ".torchscript":
         return _from_torchscript(path, device, half)
     if suffix == ".onnx":
         return _from_onnx(path, device)
     raise UserValueError(f"{path}: unsupported weights format '{suffix}' (expected one of "
-                     f"{', '.join(PT_SUFFIXES + EXPORT_SUFFIXES)}; Darknet .weights go through detect.py --cfg)")
+                         f"{', '.join(PT_SUFFIXES + (DARKNET_SUFFIX,) + EXPORT_SUFFIXES)})")

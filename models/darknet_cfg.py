@@ -277,12 +277,3 @@ def write_yaml(d: dict, path: str | Path) -> Path:
     out += ["head:"] + [f"  - {flow(row)}  # {i + len(d['backbone'])}" for i, row in enumerate(d["head"])]
     path.write_text("\n".join(out) + "\n")
     return path
-
-
-def model_from_cfg(path: str | Path, verbose: bool = False):
-    """A `Model` built from a Darknet cfg (random weights; see utils.darknet_weights.load_weights)."""
-    from models.yolo import Model
-
-    d = cfg_to_yaml(path)
-    d["yaml_file"] = str(path)
-    return Model(d, verbose=verbose)

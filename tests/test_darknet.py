@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.darknet_cfg import model_from_cfg
+from models.build import model_from_cfg
 from tests.shared_data import shared_path
 from utils.darknet_infer import darknet_detect, darknet_postprocess, preprocess
 from utils.darknet_weights import load_weights, weights_bytes, weights_float_count

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from models import load_model
-from models.darknet_cfg import DarknetCfgError, cfg_to_yaml, model_from_cfg, write_yaml
+from models.build import model_from_cfg
+from models.darknet_cfg import DarknetCfgError, cfg_to_yaml, write_yaml
 from models.darknet_cfg_writer import write_cfg
 from models.darknet_layers import DarknetMaxPool
 from models.yolo import Model

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import load_checkpoint_dict, load_model
-from models.darknet_cfg import model_from_cfg
+from models.build import model_from_cfg
 from tests.demo_subset import demo_subset_yaml
 from tests.sgd_steps import HYP, sgd_steps
 from tests.shared_data import shared_path

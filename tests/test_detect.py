@@ -120,17 +120,42 @@ def test_source_errors(weights, tmp_path):
 
 
 def test_darknet_weights_through_detect_py(tmp_path):
-    """detect.py --weights yolov4-tiny.weights --cfg yolov4-tiny.cfg gives Darknet's own detections on dog.jpg."""
+    """detect.py --weights yolov4-tiny.weights --cfg yolov4-tiny.cfg --darknet-mode gives Darknet's own detections
+    on dog.jpg."""
     ref = shared_path("darknet", "reference", "yolov4-tiny", "resize", "detections.txt")
     rows = [line.split("|") for line in ref.read_text().splitlines() if not line.startswith("#") and line.strip()]
     expected = sorted((int(a.split()[0]), float(a.split()[1]), *map(float, b.split())) for a, b in rows)
     _, results = detect.run(weights=str(shared_path("darknet", "yolov4-tiny.weights")),
                             cfg=str(shared_path("darknet", "yolov4-tiny.cfg")),
                             source=str(shared_path("darknet", "dog.jpg")), project=str(tmp_path), name="dn",
-                            nosave=True, save_txt=True)
+                            nosave=True, save_txt=True, darknet_mode=True)
     det = results[0][2]
     ours = sorted((int(c), float(conf), *map(float, box)) for *box, conf, c in det.tolist())
     assert [o[0] for o in ours] == [e[0] for e in expected]
     for o, e in zip(ours, expected):
         assert abs(o[1] - e[1]) < 0.01 and max(abs(a - b) for a, b in zip(o[2:], e[2:])) < 1.0
     assert (tmp_path / "dn" / "labels" / "dog.txt").read_text().count("\n") == len(expected)
+
+
+def test_darknet_weights_through_the_yolov5_pipeline(tmp_path):
+    """Without --darknet-mode the .weights model is one more PyTorch backend (letterbox, YOLOv5's single-label NMS):
+    on dog.jpg it finds the three objects Darknet finds, each with one of Darknet's classes for that box (Darknet
+    also keeps the runner-up class of the truck/car box). The letterbox (aspect kept) is not the stretched input
+    Darknet trained on, so boxes move: the bicycle's overlaps Darknet's by IoU 0.6, the others by ~0.9."""
+    from utils.boxes import box_iou
+
+    ref = shared_path("darknet", "reference", "yolov4-tiny", "resize", "detections.txt")
+    rows = [line.split("|") for line in ref.read_text().splitlines() if not line.startswith("#") and line.strip()]
+    expected = [(int(a.split()[0]), [float(v) for v in b.split()]) for a, b in rows]
+    _, results = detect.run(weights=str(shared_path("darknet", "yolov4-tiny.weights")),
+                            cfg=str(shared_path("darknet", "yolov4-tiny.cfg")), imgsz=[416],
+                            source=str(shared_path("darknet", "dog.jpg")), project=str(tmp_path), name="v5",
+                            nosave=True, conf_thres=0.25)
+    det = results[0][2]
+    iou = box_iou(det[:, :4], torch.tensor([b for _, b in expected]))
+    assert len(det) == 3 and bool((iou.max(0).values > 0.55).all())  # every Darknet box found
+    for row, ious in zip(det.tolist(), iou):
+        assert int(row[5]) in {c for (c, _), v in zip(expected, ious) if v > 0.55}
+    with pytest.raises(ValueError, match="--darknet-mode needs Darknet .weights"):
+        detect.run(weights=str(shared_path("weights", "yolov5n.pt")), source=str(shared_path("darknet", "dog.jpg")),
+                   project=str(tmp_path), darknet_mode=True)

@@ -18,9 +18,11 @@ from torch import nn
 
 from utils.train.amp import Precision
 from utils.train.ddp import DistInfo
-from utils.train.loop import (LoopContext, TrainingDiverged, _bar_text, _check_finite, _plot_batch,
+from utils.train.loop import (TrainingDiverged, _bar_text, _check_finite, _plot_batch, accumulate_at,
                               default_accumulate, forward_loss, header, multi_scale_resize, optimizer_step,
                               train_epoch)
+from utils.train.options import TrainOptions
+from utils.train.trainer import Trainer
 
 HYP = {"warmup_bias_lr": 0.1, "warmup_momentum": 0.8, "momentum": 0.9}
 
@@ -74,15 +76,21 @@ def _batches(n: int = 4, size: int = 8) -> _Loader:
 
 
 def _ctx(model: nn.Module, loader: list, lr: float = 0.05, accumulate: int | None = 2, nw: int = -1,
-         dist: DistInfo = DistInfo(), ema: object = None, **kw) -> LoopContext:
+         dist: DistInfo = DistInfo(), ema: object = None, multi_scale: bool = False, plot_dir: Path | None = None,
+         names: list[str] | None = None) -> Trainer:
+    """A Trainer holding the tiny model's parts (what Trainer.setup() would build), 2 images per process."""
     optimizer = torch.optim.SGD([{"params": [model.conv.bias]}, {"params": [model.conv.weight]}], lr=lr,
                                 momentum=0.0)
     for g in optimizer.param_groups:
         g["initial_lr"] = lr
-    return LoopContext(model=model, loader=loader, optimizer=optimizer, compute_loss=_loss, ema=ema,
-                       precision=Precision(torch.device("cpu")), hyp=HYP, lf=lambda e: 1.0 - 0.1 * e,
-                       device=torch.device("cpu"), dist=dist, epochs=5, batch_size=2, imgsz=8, gs=4,
-                       accumulate=accumulate, nw=nw, **kw)
+    opts = TrainOptions(epochs=5, batch_size=2 * dist.world_size, imgsz=8, accumulate=accumulate,
+                        multi_scale=multi_scale)
+    t = Trainer(opts, dist, torch.device("cpu"))
+    t.model = t.train_model = model
+    t.loader, t.optimizer, t.compute_loss, t.ema = loader, optimizer, _loss, ema
+    t.precision, t.hyp, t.lf = Precision(torch.device("cpu")), HYP, (lambda e: 1.0 - 0.1 * e)
+    t.gs, t.nw, t.plot_dir, t.names = 4, nw, plot_dir, list(names or [])
+    return t
 
 
 def _reference(model: nn.Module, loader: list, lr: float, accumulate: int, world_size: int = 1) -> nn.Module:
@@ -166,15 +174,11 @@ def test_warmup_runs_over_iterations_0_to_nw() -> None:
 
 
 def test_warmup_ramp_of_accumulation_without_explicit_value() -> None:
-    ctx = _ctx(_Net(), _batches(1), accumulate=None, nw=100)
-    ctx.batch_size = 16  # target 64 / 16 = 4 micro-batches
-    assert [ctx.accumulate_at(ni) for ni in (0, 50, 100, 101, 5000)] == [1, 2, 4, 4, 4]
-    ctx.batch_size = 24  # 64 / 24 = 2.67 -> 3 after warmup
-    assert ctx.accumulate_at(101) == 3
-    ctx.batch_size = 256
-    assert ctx.accumulate_at(101) == 1
-    ctx.accumulate = 5
-    assert ctx.accumulate_at(0) == 5 == ctx.accumulate_at(10 ** 6)
+    # batch 16: target 64 / 16 = 4 micro-batches
+    assert [accumulate_at(ni, 16, 100) for ni in (0, 50, 100, 101, 5000)] == [1, 2, 4, 4, 4]
+    assert accumulate_at(101, 24, 100) == 3  # 64 / 24 = 2.67 -> 3 after warmup
+    assert accumulate_at(101, 256, 100) == 1
+    assert accumulate_at(0, 16, 100, 5) == 5 == accumulate_at(10 ** 6, 16, 100, 5)
 
 
 def test_default_accumulate() -> None:
@@ -301,6 +305,6 @@ def test_the_progress_bar_shows_epoch_losses_and_sizes(capsys: pytest.CaptureFix
     mloss = train_epoch(ctx, 3)
     err = capsys.readouterr().err
     assert _bar_text(3, 5, torch.device("cpu"), mloss, 2, 8) in err  # last batch: 2 labels, 8 px
-    ctx.dist = DistInfo(rank=1, local_rank=1, world_size=2)
+    ctx.info = DistInfo(rank=1, local_rank=1, world_size=2)
     train_epoch(ctx, 4)
     assert capsys.readouterr().err == ""  # only the main process draws a bar

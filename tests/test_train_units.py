@@ -11,7 +11,7 @@ from torch import nn
 from models.yolo import Model
 from utils.train.amp import Precision, check_amp
 from utils.train.loggers import RESULT_KEYS, append_results_csv, read_results_csv
-from utils.train.loop import LoopContext, default_accumulate, multi_scale_resize
+from utils.train.loop import accumulate_at, default_accumulate, multi_scale_resize
 from utils.train.optim import build_optimizer, param_groups
 from utils.train.options import TrainOptions
 from utils.train.schedule import apply_warmup, build_scheduler, lr_lambda, warmup_accumulate, warmup_iters
@@ -93,11 +93,8 @@ def test_accumulation_counts():
     assert default_accumulate(16) == 4 and default_accumulate(4) == 16 and default_accumulate(128) == 1
     assert warmup_accumulate(0, 100, 4.0) == 1 and warmup_accumulate(100, 100, 4.0) == 4
     assert warmup_accumulate(50, 100, 4.0) == 2  # round(2.5) -> 2 (numpy rounds half to even, as YOLOv5)
-    ctx = LoopContext(*([None] * 5), precision=None, hyp=HYP, lf=None, device=torch.device("cpu"), dist=None,
-                      epochs=1, batch_size=16, imgsz=64, gs=32, accumulate=None, nw=100)
-    assert [ctx.accumulate_at(i) for i in (0, 100, 500)] == [1, 4, 4]
-    ctx.accumulate = 3
-    assert [ctx.accumulate_at(i) for i in (0, 100, 500)] == [3, 3, 3]  # explicit: no warmup ramp
+    assert [accumulate_at(i, 16, 100) for i in (0, 100, 500)] == [1, 4, 4]
+    assert [accumulate_at(i, 16, 100, 3) for i in (0, 100, 500)] == [3, 3, 3]  # explicit: no warmup ramp
 
 
 def test_multi_scale_sizes_are_grid_multiples():
@@ -165,6 +162,7 @@ def test_precision_on_cpu(model):
 def test_apply_freeze_and_backbone_weights(tmp_path):
     """--backbone-weights loads an official-layout ConvNeXt file; --freeze backbone / N freezes those rows."""
     from models.yolo import Model
+    from models.build import load_backbone_weights
     from utils.train.setup import apply_freeze
 
     model = Model("yolov5n-convnext-tiny.yaml", nc=2)
@@ -174,7 +172,8 @@ def test_apply_freeze_and_backbone_weights(tmp_path):
         official.update({f"downsample_layers.{i}.{k}": torch.randn_like(v) for k, v in row.downsample.state_dict().items()})
         official.update({f"stages.{i}.{k}": torch.randn_like(v) for k, v in row.stage.state_dict().items()})
     torch.save({"model": official}, tmp_path / "convnext.pth")
-    frozen = apply_freeze(model, TrainOptions(freeze=["backbone"], backbone_weights=str(tmp_path / "convnext.pth")))
+    load_backbone_weights(model, tmp_path / "convnext.pth")
+    frozen = apply_freeze(model, TrainOptions(freeze=["backbone"]))
     assert torch.equal(stages[0].stage[0].dwconv.weight, official["stages.0.0.dwconv.weight"])
     n_backbone = len(model.yaml["backbone"])
     assert frozen and all(int(name.split(".")[1]) < n_backbone for name in frozen)

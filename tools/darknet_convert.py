@@ -22,11 +22,10 @@ import torch
 if __package__ in (None, ""):  # `python tools/darknet_convert.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import load_checkpoint_dict, model_from_checkpoint  # noqa: E402
+from models.build import load_checkpoint_dict, model_from_cfg, model_from_checkpoint  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.darknet_cfg import cfg_to_yaml, write_yaml  # noqa: E402
 from models.darknet_cfg_writer import write_cfg  # noqa: E402
-from models.yolo import Model  # noqa: E402
 from utils.darknet_weights import Header, load_weights, save_weights  # noqa: E402
 
 LOGGER = logging.getLogger("yolo")
@@ -49,7 +48,7 @@ def to_checkpoint(cfg: str | Path, weights: str | Path, out: str | Path, names: 
     if yaml_out:
         LOGGER.info(f"YAML written to {write_yaml(d, yaml_out)}")
     d["yaml_file"] = str(cfg)
-    model = Model(d)
+    model = model_from_cfg(d)
     report = load_weights(model, weights)
     LOGGER.info(f"{weights}: {report.floats:,} floats into {len(report.convs)} convolutions; "
                 f"{len(report.skipped)} parameter-free layers skipped: {report.skipped}")

@@ -10,20 +10,9 @@ import numpy as np
 import torch
 
 from utils.annotate import colors, draw_boxes
-from utils.boxes import xyxy2xywh
+from utils.yolo_txt import detection_lines
 
 LOGGER = logging.getLogger("yolo.detect")
-
-
-def label_lines(det: torch.Tensor, shape_hw: tuple[int, int], save_conf: bool) -> list[str]:
-    """YOLO txt rows `cls cx cy w h [conf]`, normalised by the original image size."""
-    gn = torch.tensor(shape_hw, dtype=torch.float32)[[1, 0, 1, 0]]
-    rows = []
-    for *xyxy, conf, cls in det.tolist():
-        xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
-        row = (cls, *xywh, conf) if save_conf else (cls, *xywh)
-        rows.append(("%g " * len(row)).rstrip() % row)
-    return rows
 
 
 def crop_box(im0: np.ndarray, xyxy, gain: float = 1.02, pad: int = 10) -> np.ndarray:
@@ -60,7 +49,7 @@ class ResultWriter:
         opt = self.opt
         stem = Path(_safe_name(frame.path)).stem + (f"_{frame.index}" if frame.is_video else "")
         if opt.save_txt:
-            self._append(self.save_dir / "labels" / f"{stem}.txt", label_lines(det, frame.im0.shape[:2],
+            self._append(self.save_dir / "labels" / f"{stem}.txt", detection_lines(det, frame.im0.shape[:2],
                                                                                  opt.save_conf), frame.is_video)
         if opt.save_crop:
             self._crops(frame.im0, det, stem)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.boxes import scale_boxes, xywh2xyxy
 from utils.metrics import ConfusionMatrix, ap_per_class, process_batch
+from utils.yolo_txt import detection_lines
 
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
 
@@ -40,17 +41,6 @@ def native_labels(labels: torch.Tensor, im_hw: tuple[int, int], shape: tuple) ->
     box = xywh2xyxy(labels[:, 1:5])
     scale_boxes(im_hw, box, shape[0], shape[1])
     return torch.cat((labels[:, 0:1], box), 1)
-
-
-def txt_lines(predn: torch.Tensor, shape_hw: tuple[int, int], save_conf: bool) -> list[str]:
-    """YOLO-format lines `cls cx cy w h [conf]` (normalised) for native-space detections."""
-    gn = torch.tensor(shape_hw, dtype=torch.float32)[[1, 0, 1, 0]]
-    xywh = (xyxy2xywh(predn[:, :4].float().cpu()) / gn).tolist()
-    lines = []
-    for box, conf, cls in zip(xywh, predn[:, 4].tolist(), predn[:, 5].tolist()):
-        row = (cls, *box, conf) if save_conf else (cls, *box)
-        lines.append(("%g " * len(row)).rstrip() % row)
-    return lines
 
 
 class Evaluator:
@@ -101,7 +91,7 @@ class Evaluator:
 
     def _save(self, predn: torch.Tensor, path: str, shape_hw) -> None:
         if self.txt_dir is not None:
-            lines = txt_lines(predn, shape_hw, self.save_conf)
+            lines = detection_lines(predn, shape_hw, self.save_conf)
             (self.txt_dir / f"{Path(path).stem}.txt").write_text("".join(f"{ln}\n" for ln in lines))
         if self.json_ids is not None:
             from utils.coco_eval import to_coco_results

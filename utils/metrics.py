@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from utils.boxes import box_iou
+from utils.smooth import smooth
 
 FITNESS_WEIGHTS = (0.0, 0.0, 0.1, 0.9)  # over [P, R, mAP@0.5, mAP@0.5:0.95]
 N_CURVE = 1000  # confidence grid of the P/R/F1 curves
@@ -20,14 +21,6 @@ N_AP_POINTS = 101  # recall grid of the interpolated AP (COCO style)
 
 def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def smooth(y: np.ndarray, f: float = 0.05) -> np.ndarray:
-    """Box filter of width round(2*f*len(y))//2 + 1, edges padded with the end values (YOLOv5's smoothing)."""
-    nf = round(len(y) * f * 2) // 2 + 1
-    half = np.ones(nf // 2)
-    padded = np.concatenate((half * y[0], y, half * y[-1]))
-    return np.convolve(padded, np.ones(nf) / nf, mode="valid")
 
 
 def compute_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

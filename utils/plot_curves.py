@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from utils.smooth import smooth
+
 MAX_LEGEND_CLASSES = 20  # per-class legend entries are shown only for fewer classes than this
 
 
@@ -44,8 +46,6 @@ def plot_pr_curve(px: np.ndarray, py: np.ndarray, ap: np.ndarray, path: Path | s
 def plot_mc_curve(px: np.ndarray, py: np.ndarray, path: Path | str, names: Sequence[str] = (),
                   xlabel: str = "Confidence", ylabel: str = "Metric") -> Path:
     """A metric against confidence: py (nc, len(px)); the smoothed class mean in bold with its best point."""
-    from utils.metrics import smooth
-
     fig, ax = _figure()
     per_class = 0 < len(py) < MAX_LEGEND_CLASSES
     for i, y in enumerate(py):

@@ -23,9 +23,9 @@ def analysis_model(cfg: str | None = None, weights: str | None = None, nc: int |
         if not Path(weights).is_file():
             raise UserFileNotFoundError(f"--weights {weights}: no such file")
         return load_model(weights)
-    from models.yolo import Model
+    from models.build import model_from_cfg
     torch.manual_seed(seed)
-    return Model(cfg, nc=nc).eval()
+    return model_from_cfg(cfg, nc=nc).eval()
 
 
 def add_model_args(p: argparse.ArgumentParser, cfg_help: str = "model YAML (path or name in models/)",

@@ -1,19 +1,17 @@
-"""One training epoch: warmup, multi-scale, forward/loss/backward, accumulation, optimizer step, EMA, tqdm bar."""
+"""One training epoch of a Trainer: warmup, multi-scale, forward/loss/backward, accumulation, optimizer step, EMA,
+tqdm bar. The functions read the trainer's parts (utils/train/trainer.py) and keep no state of their own."""
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from utils.train.amp import Precision
-from utils.train.ddp import DistInfo, maybe_no_sync
+from utils.train.ddp import maybe_no_sync
 from utils.train.loggers import LOSS_NAMES
 from utils.train.schedule import apply_warmup, warmup_accumulate
 
@@ -21,43 +19,21 @@ NBS = 64  # YOLOv5's nominal batch size: one optimizer step per ~64 images by de
 MAX_GRAD_NORM = 10.0
 BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
 
+if TYPE_CHECKING:
+    from utils.train.trainer import Trainer
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message says where. last.pt from the previous epoch is kept."""
 
 
-@dataclass
-class LoopContext:
-    """Everything one epoch needs (built once by train.py)."""
-    model: nn.Module  # possibly wrapped in DDP
-    loader: Any
-    optimizer: torch.optim.Optimizer
-    compute_loss: Callable
-    ema: Any  # ModelEMA on the main process, None elsewhere
-    precision: Precision
-    hyp: dict
-    lf: Callable[[float], float]
-    device: torch.device
-    dist: DistInfo
-    epochs: int
-    batch_size: int  # per process
-    imgsz: int
-    gs: int  # grid size (max stride)
-    accumulate: int | None  # explicit --accumulate, or None for YOLOv5's warmup ramp to NBS / batch
-    nw: int  # warmup iterations
-    multi_scale: bool = False
-    plot_dir: Path | None = None
-    names: list[str] = field(default_factory=list)
-    last_opt_step: int = -1
-    optimizer_steps: int = 0
-    quad: bool = False  # --quad: each batch image holds 4 dataset images
-
-    def accumulate_at(self, ni: int) -> int:
-        """Micro-batches per optimizer step at iteration ni."""
-        if self.accumulate is not None:
-            return self.accumulate
-        target = NBS / self.batch_size
-        return warmup_accumulate(ni, self.nw, target) if ni <= self.nw else max(round(target), 1)
+def accumulate_at(ni: int, batch_size: int, nw: int, accumulate: int | None = None) -> int:
+    """Micro-batches per optimizer step at iteration ni: an explicit --accumulate, or YOLOv5's warmup ramp to
+    NBS / batch size."""
+    if accumulate is not None:
+        return accumulate
+    target = NBS / batch_size
+    return warmup_accumulate(ni, nw, target) if ni <= nw else max(round(target), 1)
 
 
 def default_accumulate(batch_size: int) -> int:
@@ -75,29 +51,29 @@ def multi_scale_resize(imgs: torch.Tensor, imgsz: int, gs: int) -> torch.Tensor:
     return F.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
 
 
-def optimizer_step(ctx: LoopContext) -> None:
+def optimizer_step(t: Trainer) -> None:
     """Unscale, clip the gradient norm at 10, step, zero the gradients, update the EMA."""
-    scaler = ctx.precision.scaler
-    scaler.unscale_(ctx.optimizer)
-    nn.utils.clip_grad_norm_(ctx.model.parameters(), max_norm=MAX_GRAD_NORM)
-    scaler.step(ctx.optimizer)
+    scaler = t.precision.scaler
+    scaler.unscale_(t.optimizer)
+    nn.utils.clip_grad_norm_(t.train_model.parameters(), max_norm=MAX_GRAD_NORM)
+    scaler.step(t.optimizer)
     scaler.update()
-    ctx.optimizer.zero_grad(set_to_none=True)
-    ctx.optimizer_steps += 1
-    if ctx.ema is not None:
-        ctx.ema.update(ctx.model)
+    t.optimizer.zero_grad(set_to_none=True)
+    t.optimizer_steps += 1
+    if t.ema is not None:
+        t.ema.update(t.train_model)
 
 
-def forward_loss(ctx: LoopContext, imgs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_loss(t: Trainer, imgs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward under autocast; the loss itself in float32."""
-    with ctx.precision.autocast():
-        preds = ctx.model(imgs)
-    if ctx.precision.enabled:
+    with t.precision.autocast():
+        preds = t.train_model(imgs)
+    if t.precision.enabled:
         preds = [p.float() for p in preds]
-    loss, items = ctx.compute_loss(preds, targets.to(ctx.device))
-    if ctx.dist.enabled:
-        loss = loss * ctx.dist.world_size  # DDP averages gradients over ranks; keep the per-image sum
-    if ctx.quad:
+    loss, items = t.compute_loss(preds, targets.to(t.device))
+    if t.info.enabled:
+        loss = loss * t.info.world_size  # DDP averages gradients over ranks; keep the per-image sum
+    if t.opts.quad:
         loss = loss * 4  # the loss scales with the batch's image count: 4x fewer (merged) images, as YOLOv5
     return loss, items
 
@@ -126,42 +102,45 @@ def header(names: tuple[str, ...] = LOSS_NAMES) -> str:
     return ("%11s" * 7) % ("Epoch", "GPU_mem", *(f"{n}_loss" for n in names), "Instances", "Size")
 
 
-def _plot_batch(ctx: LoopContext, ni: int, imgs: torch.Tensor, targets: torch.Tensor, paths: tuple) -> None:
-    if ctx.plot_dir is not None and ni < 3:
+def _plot_batch(t: Trainer, ni: int, imgs: torch.Tensor, targets: torch.Tensor, paths: tuple) -> None:
+    if t.plot_dir is not None and ni < 3:
         from utils.plot_labels import plot_images
-        plot_images(imgs, targets, paths, ctx.plot_dir / f"train_batch{ni}.jpg", ctx.names)
+        plot_images(imgs, targets, paths, t.plot_dir / f"train_batch{ni}.jpg", t.names)
 
 
-def train_epoch(ctx: LoopContext, epoch: int) -> torch.Tensor:
-    """Run one epoch; returns the mean loss items [box, obj, cls]. Raises TrainingDiverged on NaN/inf."""
-    ctx.model.train()
-    nb = len(ctx.loader)
-    sampler = getattr(ctx.loader, "sampler", None)
-    if ctx.dist.enabled and hasattr(sampler, "set_epoch"):
+def train_epoch(t: Trainer, epoch: int) -> torch.Tensor:
+    """Run one epoch; returns the mean loss items. Fires `step_end` after each batch. Raises TrainingDiverged on
+    NaN/inf."""
+    t.train_model.train()
+    nb = len(t.loader)
+    sampler = getattr(t.loader, "sampler", None)
+    if t.info.enabled and hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
     mloss = torch.zeros(3)
-    pbar = enumerate(ctx.loader)
-    if ctx.dist.main:
+    pbar = enumerate(t.loader)
+    if t.info.main:
         pbar = tqdm(pbar, total=nb, bar_format=BAR_FORMAT)
-    ctx.optimizer.zero_grad(set_to_none=True)
+    t.optimizer.zero_grad(set_to_none=True)
+    names = loss_names(t.compute_loss)
     for i, (imgs, targets, paths, _) in pbar:
         ni = i + nb * epoch
-        if ni <= ctx.nw:
-            apply_warmup(ctx.optimizer, ni, ctx.nw, ctx.hyp, ctx.lf(epoch))
-        accumulate = ctx.accumulate_at(ni)
-        _plot_batch(ctx, ni, imgs, targets, paths)
-        imgs = imgs.to(ctx.device, non_blocking=True).float() / 255
-        if ctx.multi_scale:
-            imgs = multi_scale_resize(imgs, ctx.imgsz, ctx.gs)
-        step = ni - ctx.last_opt_step >= accumulate
-        with maybe_no_sync(ctx.model, step):
-            loss, items = forward_loss(ctx, imgs, targets)
-            _check_finite(loss, items, epoch, i, paths, loss_names(ctx.compute_loss))
-            ctx.precision.scaler.scale(loss).backward()
+        if ni <= t.nw:
+            apply_warmup(t.optimizer, ni, t.nw, t.hyp, t.lf(epoch))
+        accumulate = accumulate_at(ni, t.batch_size, t.nw, t.opts.accumulate)
+        _plot_batch(t, ni, imgs, targets, paths)
+        imgs = imgs.to(t.device, non_blocking=True).float() / 255
+        if t.opts.multi_scale:
+            imgs = multi_scale_resize(imgs, t.imgsz, t.gs)
+        step = ni - t.last_opt_step >= accumulate
+        with maybe_no_sync(t.train_model, step):
+            loss, items = forward_loss(t, imgs, targets)
+            _check_finite(loss, items, epoch, i, paths, names)
+            t.precision.scaler.scale(loss).backward()
         if step:
-            optimizer_step(ctx)
-            ctx.last_opt_step = ni
+            optimizer_step(t)
+            t.last_opt_step = ni
         mloss = (mloss * i + items.cpu()) / (i + 1)
-        if ctx.dist.main:
-            pbar.set_description(_bar_text(epoch, ctx.epochs, ctx.device, mloss, targets.shape[0], imgs.shape[-1]))
+        if t.info.main:
+            pbar.set_description(_bar_text(epoch, t.opts.epochs, t.device, mloss, targets.shape[0], imgs.shape[-1]))
+        t.hooks.fire("step_end", t, i=i, ni=ni, stepped=step)
     return mloss

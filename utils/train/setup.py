@@ -1,4 +1,4 @@
-"""Run setup for train.py: run folder, resume lookup, model (+ --weights transfer), freezing, loaders."""
+"""Run setup of a Trainer: resume lookup, run folder, hyp, data, model (+ --weights transfer), freezing, loaders."""
 from __future__ import annotations
 
 import contextlib
@@ -12,12 +12,10 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
-from models.convnext_weights import load_convnext_backbone
 from utils.cli import UserFileNotFoundError, UserValueError
 from utils.freeze import freeze_layers, parse_freeze_arg
 from utils.train.ddp import DistInfo
 from utils.train.options import TrainOptions
-from utils.train.transfer import transfer_weights
 
 LOGGER = logging.getLogger("yolo")
 
@@ -67,29 +65,18 @@ def write_yaml(path: Path, d: dict) -> None:
 
 
 def build_model(opts: TrainOptions, nc: int, hyp: dict, device: torch.device) -> nn.Module:
-    """Model from --cfg (or the --weights YAML), with the --weights tensors that match by name and shape."""
-    from models import load_checkpoint_dict
-    from models.yolo import Model
+    """The run's starting model (models/build.py: --cfg and/or --weights), then --backbone-weights, on `device`."""
+    from models.build import load_backbone_weights, training_model
 
-    if not opts.cfg and not opts.weights:
-        raise UserValueError("give --cfg (a model YAML) and/or --weights (a checkpoint)")
     anchors = round(hyp["anchors"]) if hyp.get("anchors") else None  # anchors per level (evolved as a float)
-    if not opts.weights:
-        return Model(opts.cfg, ch=3, nc=nc, anchors=anchors).to(device)
-    ckpt = load_checkpoint_dict(opts.weights)
-    model = Model(opts.cfg or ckpt["yaml"], ch=3, nc=nc, anchors=anchors)
-    # A new --cfg or hyp anchors define their own anchors: keep them, as YOLOv5 does.
-    exclude = ("anchor",) if (opts.cfg or anchors) else ()
-    n, total = transfer_weights(model, ckpt["state_dict"], exclude)
-    LOGGER.info(f"Transferred {n}/{total} items from {opts.weights}")
+    model = training_model(opts.cfg, opts.weights, nc, anchors)
+    if opts.backbone_weights:
+        load_backbone_weights(model, opts.backbone_weights)
     return model.to(device)
 
 
 def apply_freeze(model: nn.Module, opts: TrainOptions) -> list[str]:
-    """--backbone-weights (official ConvNeXt layout) then --freeze N | ids | backbone; returns frozen tensor names."""
-    if opts.backbone_weights:
-        report = load_convnext_backbone(model, opts.backbone_weights)
-        LOGGER.info(f"Backbone weights {opts.backbone_weights}: {report.summary()}")
+    """--freeze N | ids | backbone; returns the frozen tensor names."""
     spec = parse_freeze_arg([str(x) for x in opts.freeze])
     if spec == 0:
         return []
@@ -135,3 +122,58 @@ def reset_loader(loader: Any) -> None:
     """Restart persistent workers so a change to the dataset (e.g. mosaic off) reaches them."""
     if hasattr(loader, "iterator"):
         loader.iterator = torch.utils.data.DataLoader.__iter__(loader)
+
+
+def resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
+    """Options saved in the checkpoint (device and workers from the command line), the checkpoint, its state."""
+    from utils.train.state import read_train_state
+
+    path = resume_path(opts)
+    ckpt, state = read_train_state(path)
+    saved = TrainOptions.from_dict(state["opt"], f"{path} (train_state.opt)")
+    saved.resume, saved.device, saved.workers = str(path), opts.device, opts.workers
+    saved.save_dir = str(path.parent.parent)
+    LOGGER.info(f"Resuming training from {path} at epoch {state['epoch'] + 1}/{saved.epochs}")
+    return saved, ckpt, state
+
+
+def prepare_run(t: Any) -> tuple[dict | None, dict | None]:
+    """Fill a Trainer's options, run folder, hyp, data, names, model, image size and loaders; returns the
+    (checkpoint, train_state) being resumed, or (None, None)."""
+    from models.build import model_from_cfg
+    from utils.autoanchor import check_anchors
+    from utils.downloads import ensure_dataset
+    from utils.hyp import load_hyp, validate_hyp
+    from utils.torch_utils import init_seeds
+
+    ckpt = state = None
+    if t.opts.resume:
+        t.opts, ckpt, state = resume_options(t.opts)
+    opts, info = t.opts, t.info
+    t.save_dir = Path(opts.save_dir) if state else make_save_dir(opts, info)
+    opts.save_dir = str(t.save_dir)
+    if state:
+        t.hyp = dict(state["hyp"])
+    else:
+        t.hyp = validate_hyp(t.hyp_override, "hyp") if t.hyp_override is not None else load_hyp(opts.hyp)
+    if info.main:
+        (t.save_dir / "weights").mkdir(parents=True, exist_ok=True)
+        write_yaml(t.save_dir / "hyp.yaml", t.hyp)
+        write_yaml(t.save_dir / "opt.yaml", opts.to_dict())
+    init_seeds(opts.seed + 1 + info.rank)
+    with main_process_first(info):
+        t.data = ensure_dataset(opts.data)
+    t.names = ["item"] if opts.single_cls and len(t.data.names) != 1 else list(t.data.names)
+    nc = 1 if opts.single_cls else t.data.nc
+    if state:
+        t.model = model_from_cfg(ckpt["yaml"], nc=nc).to(t.device)
+    else:
+        t.model = build_model(opts, nc, t.hyp, t.device)
+        apply_freeze(t.model, opts)
+    t.model.names = t.names
+    t.gs = max(int(t.model.stride.max()), 32)
+    t.imgsz = check_img_size(opts.imgsz, t.gs)
+    t.loader, t.dataset, t.val_loader = build_loaders(opts, t.data, t.imgsz, t.gs, t.hyp, len(t.names), info)
+    if not state and not opts.noautoanchor:
+        check_anchors(t.dataset, t.model.detect, thr=t.hyp["anchor_t"], imgsz=t.imgsz)
+    return ckpt, state
