@@ -93,7 +93,6 @@ def restore_mid_epoch(t, state: dict) -> None:
     batches done and their mean loss, the step's learning rates, the data order (`loader.sampler`). Call after
     the scheduler is built (it sets the epoch's rates)."""
     mid = state["mid_epoch"]
-    t.start_epoch = int(mid["epoch"])
     t.start_batch, t.start_mloss = int(mid["batches_done"]), torch.tensor(mid["mloss"])
     for g, saved in zip(t.optimizer.param_groups, state["optimizer"]["param_groups"]):
         g["lr"] = saved["lr"]  # mid-warmup the step's rates, not the epoch's start
