@@ -198,3 +198,32 @@ def test_two_nodes_generating_the_demo_dataset_on_one_disk_both_succeed(tmp_path
     assert [p.exitcode for p in procs] == [0, 0] and (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
     assert len(list((root / "images" / "train").glob("*.jpg"))) == 30
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shapes-")]  # no leftover temp folders
+
+
+def _no_checkpoint() -> None:
+    raise UserError("no checkpoint in missing/")
+
+
+def _rank0_worker(rank: int, port: int, out: str) -> None:
+    from utils.train.resume import on_rank0
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        info = DistInfo(rank, rank, 2)
+        got = on_rank0(lambda: f"from rank {dist.get_rank()}", info)
+        try:
+            on_rank0(_no_checkpoint, info)
+            err = ""
+        except UserError as e:
+            err = str(e)
+        Path(out, f"r{rank}.json").write_text(json.dumps({"got": got, "err": err}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_on_rank0_hands_rank0s_result_or_its_error_to_every_rank(tmp_path):
+    """What rank 0 reads reaches rank 1; a UserError on rank 0 is raised on rank 1 too (no rank left waiting)."""
+    mp.start_processes(_rank0_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"r{r}.json").read_text()) == {"got": "from rank 0",
+                                                                    "err": "no checkpoint in missing/"}

@@ -7,7 +7,9 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Callable, TypeVar
 
+from utils.cli import UserError
 from utils.train.ddp import DistInfo, broadcast_object
 from utils.train.options import TrainOptions
 from utils.train.state import read_train_state
@@ -15,6 +17,7 @@ from utils.train.step_state import newest_checkpoint
 
 LOGGER = logging.getLogger("yolo")
 RUN_MARKER = "elastic.json"
+T = TypeVar("T")
 
 
 def elastic_restart_count() -> int:
@@ -67,7 +70,23 @@ def auto_resume(opts: TrainOptions, info: DistInfo) -> TrainOptions:
     return opts
 
 
+def on_rank0(fn: Callable[[], T], info: DistInfo) -> T:
+    """fn() run by global rank 0 and its result handed to every rank; a UserError it raises is raised on every
+    rank (the others would otherwise wait for a result forever)."""
+    got: object = None
+    if info.main:
+        try:
+            got = fn()
+        except UserError as e:
+            if not info.enabled:
+                raise
+            got = e
+    got = broadcast_object(got, info)
+    if isinstance(got, UserError):
+        raise got
+    return got  # type: ignore[return-value]
+
+
 def read_state_on_rank0(path: str | Path, info: DistInfo) -> tuple[dict, dict]:
     """(checkpoint, train_state) read by global rank 0 and broadcast: the other nodes need no copy of the run."""
-    got = read_train_state(path) if info.main else None
-    return broadcast_object(got, info)
+    return on_rank0(lambda: read_train_state(path), info)

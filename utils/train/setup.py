@@ -137,14 +137,13 @@ def reset_loader(loader: Any) -> None:
         loader.iterator = torch.utils.data.DataLoader.__iter__(loader)
 
 
-def resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
+def resume_options(opts: TrainOptions, info: DistInfo) -> tuple[TrainOptions, dict, dict]:
     """Options saved in the checkpoint (device and workers from the command line), the checkpoint, its state."""
-    from utils.train.ddp import broadcast_object, dist_info
-    from utils.train.resume import read_state_on_rank0
+    from utils.train.resume import on_rank0, read_state_on_rank0
     from utils.train.step_state import resume_position
 
-    info = dist_info()  # rank 0 finds and reads the checkpoint, the other ranks (nodes) get it from there
-    path = Path(broadcast_object(str(resume_path(opts)) if info.main else None, info))
+    # rank 0 finds and reads the checkpoint, the other ranks (nodes) get it from there
+    path = Path(on_rank0(lambda: str(resume_path(opts)), info))
     ckpt, state = read_state_on_rank0(path, info)
     saved = TrainOptions.from_dict(state["opt"], f"{path} (train_state.opt)")
     saved.resume, saved.device, saved.workers = str(path), opts.device, opts.workers
@@ -169,7 +168,7 @@ def prepare_run(t: Any) -> tuple[dict | None, dict | None]:
     ckpt = state = None
     t.opts = auto_resume(t.opts, t.info)  # a torchrun restart continues its run by itself
     if t.opts.resume:
-        t.opts, ckpt, state = resume_options(t.opts)
+        t.opts, ckpt, state = resume_options(t.opts, t.info)
     opts, info = t.opts, t.info
     t.save_dir = Path(opts.save_dir) if state else make_save_dir(opts, info)
     opts.save_dir = str(t.save_dir)
