@@ -227,3 +227,27 @@ def test_on_rank0_hands_rank0s_result_or_its_error_to_every_rank(tmp_path):
     for r in (0, 1):
         assert json.loads((tmp_path / f"r{r}.json").read_text()) == {"got": "from rank 0",
                                                                     "err": "no checkpoint in missing/"}
+
+
+def test_a_restart_resumes_the_runs_newest_checkpoint_even_over_a_given_resume(tmp_path, monkeypatch):
+    """Restart count 1: the recorded run's furthest checkpoint wins over --resume (its older last.pt) and over
+    a fresh start; a run with no checkpoint yet starts again in its own folder."""
+    from utils.train.options import TrainOptions
+    from utils.train.resume import auto_resume
+
+    run = tmp_path / "exp3"
+    (run / "weights").mkdir(parents=True)
+    write_run_marker(run, "job-7")
+    _state_ckpt(run / "weights" / "last.pt", 0)
+    _state_ckpt(run / "weights" / "last_step.pt", 0, {"epoch": 1, "batches_done": 2})
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-7")
+    fresh = TrainOptions(project=str(tmp_path))
+    assert auto_resume(fresh, DistInfo()).resume is False  # not restarted: as the command line says
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert auto_resume(TrainOptions(project=str(tmp_path)), DistInfo()).resume == str(run / "weights/last_step.pt")
+    given = TrainOptions(project=str(tmp_path / "elsewhere"), resume=str(run / "weights" / "last.pt"))
+    assert auto_resume(given, DistInfo()).resume == str(run / "weights/last_step.pt")
+    (run / "weights" / "last.pt").unlink()
+    (run / "weights" / "last_step.pt").unlink()
+    again = auto_resume(TrainOptions(project=str(tmp_path), name="exp"), DistInfo())
+    assert (again.resume, again.name, again.exist_ok) == (False, "exp3", True)

@@ -40,33 +40,42 @@ def write_run_marker(save_dir: str | Path, run_id: str) -> None:
 
 def find_elastic_run(project: str | Path, run_id: str) -> Path | None:
     """The newest run folder under `project` recorded for rendezvous `run_id` (for a restarted worker group)."""
-    found = []
-    for marker in Path(project).glob(f"*/{RUN_MARKER}"):
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")).get("run_id") == run_id:
-                found.append(marker.parent)
-        except (OSError, ValueError):
-            continue
+    found = [m.parent for m in Path(project).glob(f"*/{RUN_MARKER}") if _marker_id(m.parent) == run_id]
     return max(found, key=lambda p: (p / RUN_MARKER).stat().st_mtime) if found else None
 
 
+def _restart_decision(opts: TrainOptions) -> dict:
+    """Rank 0's choice on a restart: the newest checkpoint of the run folder recorded for this rendezvous
+    (looked for beside a --resume checkpoint, then under --project), else that folder to start again in."""
+    run_id, given = elastic_run_id(), opts.resume if isinstance(opts.resume, str) else ""
+    beside = Path(given).resolve().parent.parent if given and given != "True" else None
+    run = beside if beside and _marker_id(beside) == run_id else find_elastic_run(opts.project, run_id)
+    ckpt = newest_checkpoint(run / "weights") if run else None
+    LOGGER.warning(f"elastic restart {elastic_restart_count()} of run {run_id!r}: "
+                   + (f"resuming from {ckpt}" if ckpt else f"no checkpoint yet, starting again in {run}" if run
+                      else "no run folder recorded, starting as the command line says"))
+    if ckpt:
+        return {"resume": str(ckpt)}
+    return {"resume": opts.resume, "name": run.name if run and not opts.resume else opts.name, "exist_ok": bool(run)}
+
+
+def _marker_id(run: Path) -> str | None:
+    try:
+        return json.loads((run / RUN_MARKER).read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError):
+        return None
+
+
 def auto_resume(opts: TrainOptions, info: DistInfo) -> TrainOptions:
-    """On a torchrun restart without --resume: resume the newest checkpoint of this rendezvous run's folder, or
-    start again in that folder when it has none yet. Rank 0 decides; every rank gets the same options."""
-    if opts.resume or elastic_restart_count() == 0:
+    """On a torchrun restart (--max-restarts): resume the newest checkpoint of this rendezvous run's folder, even
+    when the command line says --resume (it would start over from the older one), or start again in that folder
+    when it has none yet. Rank 0 decides; every rank gets the same options."""
+    if elastic_restart_count() == 0:
         return opts
-    decision = None
-    if info.main:
-        run = find_elastic_run(opts.project, elastic_run_id())
-        ckpt = newest_checkpoint(run / "weights") if run else None
-        decision = {"resume": str(ckpt) if ckpt else False, "name": run.name if run else opts.name}
-        LOGGER.warning(f"elastic restart {elastic_restart_count()} of run {elastic_run_id()!r}: "
-                       + (f"resuming from {ckpt}" if ckpt else f"no checkpoint yet, starting again in {run}"
-                          if run else "no run folder recorded, starting a new run"))
-    decision = broadcast_object(decision, info)
+    decision = broadcast_object(_restart_decision(opts) if info.main else None, info)
     opts.resume = decision["resume"]
-    if not opts.resume:
-        opts.name, opts.exist_ok = decision["name"], True
+    if "name" in decision:
+        opts.name, opts.exist_ok = decision["name"], opts.exist_ok or decision["exist_ok"]
     return opts
 
 
