@@ -54,15 +54,30 @@ def init_process_group(info: DistInfo, device: torch.device, timeout_s: float = 
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    timeout = datetime.timedelta(seconds=timeout_s)
+    backend = "nccl" if device.type == "cuda" else "gloo"
     try:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        restart = int(os.getenv("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+        if restart:  # a restarted group: its own key prefix, the store still holds the dead group's addresses
+            dist.init_process_group(backend, store=_restart_store(info, restart, timeout), rank=info.rank,
+                                    world_size=info.world_size, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, timeout=timeout)
     except dist.DistError as e:
         where = f"{os.getenv('MASTER_ADDR', '?')}:{os.getenv('MASTER_PORT', '?')}"
         raise RendezvousError(
             f"rank {info.rank} of {info.world_size}: the rendezvous at {where} was not reached within {timeout_s:g}s "
             f"({str(e).splitlines()[0]}); check that the rank-0 node is up, the address and port are right and "
             "reachable from this node, and that every node was started with the same --nnodes") from e
+
+
+def _restart_store(info: DistInfo, restart: int, timeout: datetime.timedelta) -> dist.Store:
+    """The store at MASTER_ADDR:MASTER_PORT as env:// makes it (the agent's when torchrun serves it), under a
+    prefix per restart."""
+    agent = os.getenv("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size,
+                          is_master=not agent and info.rank == 0, timeout=timeout, multi_tenant=not agent)
+    return dist.PrefixStore(f"yolo/restart_{restart}", store)
 
 
 @contextlib.contextmanager
