@@ -28,7 +28,7 @@ import torch
 
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
-from utils.nms import non_max_suppression
+from utils.nms import head_nms_kwargs, non_max_suppression
 from utils.detect_output import ResultWriter
 from utils.paths import increment_path
 from utils.sources import Frame, iter_source
@@ -140,8 +140,10 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
     t1 = time.perf_counter()
     pred = backend(im, augment=opt.augment)
     t2 = time.perf_counter()
-    dets = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
-                               max_det=opt.max_det, has_objectness=getattr(backend, "has_objectness", True))
+    kw = head_nms_kwargs(getattr(backend, "test_cfg", None),
+                         dict(conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det))
+    dets = non_max_suppression(pred, classes=opt.classes, agnostic=opt.agnostic_nms,
+                               has_objectness=getattr(backend, "has_objectness", True), **kw)
     for det, p in zip(dets, batch):
         det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()
     return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]

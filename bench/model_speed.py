@@ -8,13 +8,21 @@ else perf.md's (yolov5n 68.3 ms, yolov5s 116.3 ms at batch 1; 487 / 1239 ms at b
 
     python bench/model_speed.py [--models yolov5n yolov5s] [--batch 1 8] [--compile]
     /tmp/y5env/bin/python bench/model_speed.py --interleave --batch 1   # official vs ours, alternating
+    python bench/model_speed.py --ultralytics /work/venvs/ultralytics/bin/python --models yolov8n yolo11n
+
+--ultralytics times the anchor-free family against the ultralytics 8.4 code: the original runs in its own
+environment (bench/ultralytics_worker.py, a subprocess) and the two processes take turns, round after round,
+so machine noise hits both alike; only one of them computes at a time.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -71,6 +79,84 @@ def interleaved(names: list[str], bs: int, imgsz: int, rounds: int = 6, runs: in
               + f" -> {med['official (NCHW)'] / med['ours (channels_last)']:.2f}x")
 
 
+class UltralyticsWorker:
+    """bench/ultralytics_worker.py running in the original's environment: times its fused model on request."""
+
+    def __init__(self, python: str, name: str, bs: int, imgsz: int) -> None:
+        script = Path(__file__).resolve().parent / "ultralytics_worker.py"
+        self.proc = subprocess.Popen([python, str(script), name, str(bs), str(imgsz), str(torch.get_num_threads())],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench/ultralytics_worker.py ended (exit {self.proc.wait()}): is ultralytics installed "
+                               "in that environment? see its docstring")
+        return json.loads(line)
+
+    def time(self, runs: int, channels_last: bool = False) -> list[float]:
+        self.proc.stdin.write(json.dumps({"runs": runs, "channels_last": channels_last}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()["ms"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def our_times(fn, x: torch.Tensor, runs: int) -> list[float]:
+    """Milliseconds of each of `runs` forwards under inference_mode."""
+    times = []
+    with torch.inference_mode():
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn(x)
+            times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def against_ultralytics(names: list[str], bs: int, imgsz: int, python: str, rounds: int = 8) -> list[float]:
+    """Ours (fused, channels_last) and the original (fused, NCHW as it runs), alternating rounds: the ratios.
+
+    The original is also timed moved to channels_last (which it does not do itself), to show how much of the
+    ratio that choice makes."""
+    runs = 5 if bs == 1 else 2
+    ratios = []
+    for name in names:
+        worker = UltralyticsWorker(python, name, bs, imgsz)
+        torch.manual_seed(0)
+        x = torch.rand(bs, 3, imgsz, imgsz)
+        model = Model(f"{name}.yaml").eval().fuse()
+        n_ours = sum(p.numel() for p in model.parameters())
+        ours = prepare_for_inference(model, x.shape, mode="eager-cl")
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        our_times(ours, xcl, 3)
+        micro = bs > CPU_MICROBATCH  # detect.py / val.py on CPU run such a batch in micro-batches (models/backends.py)
+        split = lambda t: torch.cat([ours(p)[0] for p in t.split(CPU_MICROBATCH)])  # noqa: E731
+        theirs, theirs_cl, mine, mine_micro = [], [], [], []
+        try:
+            for _ in range(rounds):
+                theirs += worker.time(runs)
+                mine += our_times(ours, xcl, runs)
+                theirs_cl += worker.time(runs, channels_last=True)
+                if micro:
+                    mine_micro += our_times(split, xcl, runs)
+        finally:
+            worker.close()
+        a, b, c = statistics.median(theirs), statistics.median(mine), statistics.median(theirs_cl)
+        ratios.append(a / b)
+        extra = ""
+        if micro:
+            d = statistics.median(mine_micro)
+            extra = f"; ours in micro-batches of {CPU_MICROBATCH} (as detect/val run it) {d:.1f} ms -> {a / d:.2f}x"
+        print(f"{name} batch {bs} at {imgsz}, {rounds} alternating rounds of {runs}: ultralytics "
+              f"{worker.info['version']} {a:.1f} ms ({worker.info['params']:,} fused params), ours {b:.1f} ms "
+              f"({n_ours:,}) -> {a / b:.2f}x  [ultralytics moved to channels_last: {c:.1f} ms, ours {c / b:.2f}x"
+              f"{extra}]", flush=True)
+    return ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s"])
@@ -79,8 +165,14 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     ap.add_argument("--interleave", action="store_true",
                     help="time the official model and ours alternately in this process (needs the official code)")
+    ap.add_argument("--ultralytics", metavar="PYTHON",
+                    help="time --models against ultralytics 8.4, run by this python (its own environment)")
     add_baseline_arg(ap)
     opt = ap.parse_args()
+    if opt.ultralytics:
+        for bs in opt.batch:
+            against_ultralytics(opt.models, bs, opt.imgsz, opt.ultralytics)
+        return
     if opt.interleave:
         for bs in opt.batch:
             interleaved(opt.models, bs, opt.imgsz)

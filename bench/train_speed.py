@@ -7,12 +7,22 @@ Each configuration runs the same seeded epoch; the first-batch loss items must b
 configurations: bit-identical when the thread count is the same (e.g. --cache ram), and equal to 1e-6
 relative when it differs (float32 reductions are split differently over 1 or 2 threads).
 Usage: python bench/train_speed.py [--configs default cache1t] [--epochs-warm 0]
+
+--ultralytics PYTHON: yolov8n (hyp.v8.yaml) against the ultralytics 8.4 trainer, run by that python in its own
+environment (bench/ultralytics_train_worker.py): one epoch each on coco128 at 320, batch 16, 2 workers, the same
+epoch-start to epoch-end span. The two loops draw different augmented batches, so the loss check is on the
+original's first batch: our model loaded with the original's starting weights and our loss (utils/loss_v8.py)
+must give its first-batch loss items to 1e-4 relative (float32 forward through the net).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +42,8 @@ CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the de
 }
 
 
-def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
-    """(images/s of one train epoch, first-batch loss items) for one configuration."""
+def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml", hyp: str | None = None) -> tuple[float, list[float]]:
+    """(images/s of one train epoch, first-batch loss items) for one configuration (our trainer's only driver)."""
     from utils.torch_utils import select_device
     from utils.train.ddp import dist_info
     from utils.train.loop import train_epoch
@@ -44,7 +54,9 @@ def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
     n_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    opts = TrainOptions(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg="yolov5n.yaml",
+    if hyp:
+        overrides = {**overrides, "hyp": hyp}
+    opts = TrainOptions(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg=cfg,
                         weights="", imgsz=320, epochs=1, batch_size=16, workers=2, noplots=True,
                         project=str(tmp), name=name, seed=0, **overrides)
     run = Trainer(opts, dist_info(), select_device("cpu")).setup()
@@ -65,12 +77,87 @@ def run_config(name: str, tmp: Path) -> tuple[float, list[float]]:
     return len(run.dataset) / dt, first
 
 
+def writable_coco128(tmp: Path) -> Path:
+    """A copy of coco128 (the original writes a label cache beside the labels) whose YAML has an absolute path."""
+    import yaml
+
+    root = tmp / "coco128"
+    shutil.copytree(SHARED / "datasets" / "coco128", root)
+    data = yaml.safe_load((root / "coco128.yaml").read_text())
+    data["path"] = str(root.resolve())
+    (root / "coco128.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return root / "coco128.yaml"
+
+
+def ultralytics_epoch(python: str, cfg: str, tmp: Path) -> dict:
+    """One epoch of the original trainer in its environment: seconds, images, starting weights, first batch."""
+    import matplotlib
+
+    config = tmp / "ultralytics_config"  # a local font: the original would download Arial.ttf
+    config.mkdir()
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", config / name)
+    out = tmp / "ultralytics_epoch.pt"
+    cmd = [python, str(REPO / "bench" / "ultralytics_train_worker.py"), cfg, str(writable_coco128(tmp)), "320",
+           "16", "2", str(out)]
+    done = subprocess.run(cmd, cwd=tmp, env={**os.environ, "YOLO_CONFIG_DIR": str(config)},
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the ultralytics trainer failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return torch.load(out, weights_only=True)
+
+
+def loss_items_on(rec: dict, cfg: str, hyp_file: str) -> list[float]:
+    """Our loss items on the original's first batch, from the original's starting weights (train mode)."""
+    from models.yolo import Model
+    from utils.hyp import load_hyp
+    from utils.loss_factory import make_loss
+
+    model = Model(cfg, nc=80)
+    model.load_state_dict(rec["state_dict"])
+    b = rec["batch"]
+    targets = torch.cat((b["batch_idx"].view(-1, 1), b["cls"].view(-1, 1), b["bboxes"]), 1)
+    loss = make_loss(model.detect, load_hyp(hyp_file), 80, b["img"].shape[-1])
+    with torch.no_grad():
+        return loss(model.train()(b["img"]), targets)[1].tolist()
+
+
+def against_ultralytics(python: str, cfg: str = "yolov8n.yaml", hyp: str = "data/hyps/hyp.v8.yaml",
+                        rounds: int = 2) -> int:
+    """The original's epoch and ours, alternating `rounds` times (the best of each side: a shared machine's load
+    only slows a run down), then the first-batch loss check; 0 when the items agree."""
+    theirs, ours = [], []
+    with tempfile.TemporaryDirectory() as t:
+        for r in range(rounds):
+            tmp = Path(t) / f"round{r}"
+            tmp.mkdir()
+            rec = ultralytics_epoch(python, cfg, tmp)
+            theirs.append(rec["images"] / rec["seconds"])
+            speed, our_first = run_config("default", tmp / "ours", cfg, str(REPO / hyp))
+            ours.append(speed)
+            print(f"round {r + 1}: ultralytics {theirs[-1]:.2f} img/s, ours {ours[-1]:.2f} img/s", flush=True)
+    items = loss_items_on(rec, cfg, str(REPO / hyp))
+    ref = rec["loss_items"].tolist()
+    rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(items, ref))
+    print(f"{cfg} at 320, batch 16, 1 epoch of coco128 (best of {rounds}): ultralytics {max(theirs):.2f} img/s, "
+          f"ours {max(ours):.2f} img/s -> {max(ours) / max(theirs):.2f}x")
+    print(f"first batch of the original ({rec['loss_names']}): its loss items {[round(v, 6) for v in ref]}, ours "
+          f"{[round(v, 6) for v in items]} (max rel diff {rel:.1e}); our loop's own first batch: "
+          f"{[round(v, 6) for v in our_first]}")
+    return 0 if rel < 1e-4 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["default", "cache1t"], choices=list(CONFIGS))
     p.add_argument("--project", default="runs/bench_train")
+    p.add_argument("--ultralytics", metavar="PYTHON", help="yolov8n against the ultralytics 8.4 trainer run by this python")
+    p.add_argument("--rounds", type=int, default=2, help="--ultralytics: alternating epochs per side")
     add_baseline_arg(p)
     a = p.parse_args(argv)
+    if a.ultralytics:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        return against_ultralytics(a.ultralytics, rounds=a.rounds)
     official, source = load_baseline(a.baseline)
     base = official["train_img_s"]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

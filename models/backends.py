@@ -44,6 +44,7 @@ class Backend:
     batch_size: int | None = None  # fixed batch of a static export
     model: torch.nn.Module | None = field(default=None, repr=False)
     has_objectness: bool = True  # decoded rows carry objectness (YOLOv5) or not (anchor-free; the head contract)
+    test_cfg: dict | None = None  # the head's own post-processing (mmdet-family heads; utils/nms.head_nms_kwargs)
     # One original BGR image, conf, IoU -> (n, 6) [x1, y1, x2, y2, conf, cls] in its pixels, when the backend has
     # its own end-to-end pipeline (Darknet mode); None: letterbox -> forward -> NMS as YOLOv5.
     detect_image: Callable[[np.ndarray, float, float], torch.Tensor] | None = field(default=None, repr=False)
@@ -59,10 +60,11 @@ class Backend:
 
 
 def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool,
-                    has_objectness: bool = True) -> dict:
-    """The metadata stored in an exported file."""
-    return {"names": list(names), "stride": int(stride), "imgsz": list(imgsz), "batch": int(batch),
+                    has_objectness: bool = True, test_cfg: dict | None = None) -> dict:
+    """The metadata stored in an exported file (`test_cfg` only for a head that states one)."""
+    meta = {"names": list(names), "stride": int(stride), "imgsz": list(imgsz), "batch": int(batch),
             "dynamic": bool(dynamic), "has_objectness": bool(has_objectness)}
+    return {**meta, "test_cfg": dict(test_cfg)} if test_cfg else meta
 
 
 def _from_pytorch(model: torch.nn.Module, device: torch.device, half: bool, channels_last: bool,
@@ -80,7 +82,7 @@ def _from_pytorch(model: torch.nn.Module, device: torch.device, half: bool, chan
         return _cat_outputs([model(part, augment=augment) for part in im.split(chunk)])
 
     return Backend(forward, list(model.names), int(model.stride.max()), kind, device, fp16=half, model=model,
-                   has_objectness=model.detect.has_objectness)
+                   has_objectness=model.detect.has_objectness, test_cfg=getattr(model.detect, "test_cfg", None))
 
 
 def _from_darknet(path: Path, cfg: str | Path | None, device: torch.device, fuse: bool, half: bool,
@@ -124,7 +126,7 @@ def _static_fields(meta: dict) -> dict:
     dynamic = bool(meta.get("dynamic", False))
     return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
             "batch_size": None if dynamic else int(meta["batch"]),
-            "has_objectness": bool(meta.get("has_objectness", True))}
+            "has_objectness": bool(meta.get("has_objectness", True)), "test_cfg": meta.get("test_cfg")}
 
 
 def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:

@@ -28,8 +28,10 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(Bottleneck(self.c, self.c, shortcut, g, e=1.0, k=(3, 3), act=act) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = list(self.cv1(x).chunk(2, 1))
-        y.extend(m(y[-1]) for m in self.m)
+        halves = self.cv1(x).chunk(2, 1)
+        y = [halves[0], halves[1]]  # indexed, not unpacked: torch.fx traces it (utils/analysis/receptive_field.py)
+        for m in self.m:
+            y.append(m(y[-1]))
         return self.cv2(torch.cat(y, 1))
 
 
@@ -78,6 +80,8 @@ def same_channels_layout(row: Row) -> Layout:
 @register(layout=same_channels_layout)
 class Attention(nn.Module):
     """Multi-head self-attention over all positions, with a depth-wise 3x3 positional term on the values."""
+
+    global_receptive_field = True  # every output position sees the whole input (utils/analysis/receptive_field.py)
 
     def __init__(self, dim: int, num_heads: int = 8, attn_ratio: float = 0.5):
         super().__init__()
@@ -136,7 +140,8 @@ class C2PSA(nn.Module):
                                  for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        y = self.cv1(x).split((self.c, self.c), dim=1)
+        a, b = y[0], y[1]  # indexed: traceable by torch.fx
         return self.cv2(torch.cat((a, self.m(b)), 1))
 
 
@@ -153,5 +158,6 @@ class C2(nn.Module):
         self.m = nn.Sequential(*(Bottleneck(self.c, self.c, shortcut, g, e=1.0, k=(3, 3), act=act) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.cv1(x).chunk(2, 1)
+        y = self.cv1(x).chunk(2, 1)
+        a, b = y[0], y[1]  # indexed: traceable by torch.fx
         return self.cv2(torch.cat((self.m(a), b), 1))

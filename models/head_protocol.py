@@ -9,8 +9,13 @@ what is written here; none of them asks which head class it has.
 - `has_objectness`: whether decoded rows carry an objectness column (NMS multiplies it into the class scores).
 - `has_anchors`: whether the head has anchor boxes (`anchors`, (nl, na, 2) in grid units) that autoanchor may
   refit; anchor-free heads have none and refuse an `anchors:` key.
-- `loss_name`: which loss trains it (`utils.loss_factory.make_loss`): "yolov5" (build_targets, objectness) or
-  "tal" (TaskAlignedAssigner, BCE + CIoU + DFL).
+- `loss_name`: which loss trains it (`utils.loss_factory.make_loss`): "yolov5" (build_targets, objectness),
+  "tal" (TaskAlignedAssigner, BCE + CIoU + DFL), or an mmdetection family ("retina", "fcos", "atss", "gfl",
+  "yolox": utils/loss_dense.py, the terms and weights of the head's `head_cfg`).
+- `test_cfg` (optional; absent or None: the scripts' own flags): the head's post-processing as mmdetection's
+  test_cfg states it, a dict {score_thr, iou_thres, nms_pre, max_per_img, multi_label, levels}. val.py uses it
+  in place of its --conf-thres / --iou-thres / --max-det, detect.py takes its IoU and max detections and the
+  higher of --conf-thres and score_thr (utils/nms.head_nms_kwargs); exports store it in their metadata.
 - `stride` (nl,): pixels per cell of each level, set by the Model from a dummy forward.
 - `output_convs(layers)` and `initialize_biases(class_freq, convs)`: where the output priors go.
 """

@@ -22,6 +22,8 @@ import models.convnext  # noqa: F401
 import models.darknet_layers  # noqa: F401
 import models.blocks_v8  # noqa: F401
 import models.detect  # noqa: F401
+import models.dense_heads  # noqa: F401  (the mmdetection-family heads)
+import models.fpn  # noqa: F401
 from models.registry import MODULES, Row
 from models.scales import resolve_scale
 from utils.cli import UserValueError

@@ -203,7 +203,10 @@ class Model(nn.Module):
         return len(counted) - max(len(shared) - 1, 0)
 
     def info(self, verbose: bool = False, img_size: int = 640) -> dict:
-        return model_info(self, verbose=verbose, img_size=img_size, name=self.model_name, n_layers=self.layer_count())
+        """The summary line in the original's format: YOLOv5's, or ultralytics 8's for heads that count as it does."""
+        style = "ultralytics" if getattr(self.detect, "summary_counts_leaves", False) else "yolov5"
+        return model_info(self, verbose=verbose, img_size=img_size, name=self.model_name, n_layers=self.layer_count(),
+                          style=style)
 
     @property
     def model_name(self) -> str:

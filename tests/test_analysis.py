@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -131,6 +132,21 @@ def test_gradient_support_size_of_yolov3_tiny_p4_head() -> None:
 def test_unknown_spatial_op_is_a_clear_error() -> None:
     with pytest.raises(RFError, match="AdaptiveAvgPool2d|adaptive"):
         apply_module(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1)), (Span(), Span()), "layer 3")
+
+
+def test_receptive_field_of_the_anchor_free_family_by_hand() -> None:
+    # yolov8n: 0 Conv 3x3 s2 -> 3, stride 2; 1 Conv 3x3 s2 -> 3 + 2*2 = 7, stride 4; 2 C2f n=1 (one Bottleneck of
+    # two 3x3 convs) -> 7 + 2*4 + 2*4 = 23; 3 Conv 3x3 s2 -> 23 + 2*4 = 31, stride 8; 4 C2f n=2 -> 31 + 4*2*8 = 95.
+    report = receptive_fields(_graph("yolov8n.yaml"))
+    assert [(r.rf[0].size, r.rf[0].jump) for r in report.layers[:5]] == [(3, 2), (7, 4), (23, 4), (31, 8), (95, 8)]
+    assert [rf[0].jump for _, rf in report.detect_inputs] == [8, 16, 32]
+    assert [i for i, _ in report.detect_inputs] == [15, 18, 21]
+    # yolo11n: C3k2 with c3k False is a C2f (layer 2: 23, as above); C2PSA (layer 10) attends over all positions,
+    # so its field and every field after it is the whole input
+    report = receptive_fields(_graph("yolo11n.yaml"))
+    assert report.layers[2].rf[0].size == 23 and report.layers[9].rf[0].size == 879
+    assert all(math.isinf(r.rf[0].size) for r in report.layers[10:-1])
+    assert "receptive field global (self-attention upstream), stride 8" in report.table()
 
 
 def _tool(name: str):
@@ -338,9 +354,28 @@ def test_loss_tool_curves_and_hardest_images(coco_few: Path, tmp_path: Path) -> 
     assert len((out / "image_losses.txt").read_text().splitlines()) == 1 + len(COCO_FEW)
 
 
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_analysis_tools_on_the_anchor_free_family(cfg: str, tmp_path: Path, capsys) -> None:
+    img = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
+    out = _tool("profile_layers").main(["--cfg", cfg, "--imgsz", "64", "--runs", "1", "--project", str(tmp_path / "p")])
+    n_params = sum(p.numel() for p in Model(cfg).parameters())
+    assert f"{n_params:,} parameters" in (out / "profile.txt").read_text()
+    assert "DetectV8" in (out / "profile.txt").read_text()
+    _tool("receptive_field").main(["--cfg", cfg, "--imgsz", "64", "--erf-samples", "1", "--project", str(tmp_path / "r")])
+    text = capsys.readouterr().out
+    assert "Detect input P2" in text and "stride 32" in text
+    _picture_ok(next((tmp_path / "r" / "exp").glob("erf_layer*.png")))
+    out = _tool("feature_maps").main(["--cfg", cfg, "--source", str(img), "--imgsz", "64", "--layers", "2", "4",
+                                      "--k", "4", "--project", str(tmp_path / "f")])
+    _picture_ok(out / "layer4_features.png")
+    c2 = {"yolov8n.yaml": 32, "yolo11n.yaml": 64}[cfg]  # layer 2: C2f of 128, C3k2 of 256 channels, x 0.25 width
+    assert f"shape ({c2}, 16, 16)" in (out / "features.txt").read_text()
+
+
 # ---------------------------------------------------------------- positive samples
 def test_positive_samples_hand_case(yolov5n: Model) -> None:
-    from utils.analysis.positive_samples import assign, draw_assignments
+    from utils.analysis.positive_samples import draw_positives
+    from utils.loss import ComputeLoss
 
     # One 16x30 px target on a 256 px image, centre at P3 grid (10.25, 12.25) = (82, 98) px: in the upper-left
     # quarter of its cell, so it takes its own cell (10, 12), the left one (9, 12) and the upper one (10, 11).
@@ -348,40 +383,86 @@ def test_positive_samples_hand_case(yolov5n: Model) -> None:
     # P4 30x61 -> 2.03, 62x45 -> 3.88, 59x119 -> 3.97: all three (centre (5.125, 6.125): cells (5,6), (4,6), (5,5));
     # P5 116x90 -> 7.25: none. So 3 anchors x 3 cells = 9 on P3 and on P4, 0 on P5.
     targets = torch.tensor([[0, 2, 82 / 256, 98 / 256, 16 / 256, 30 / 256]])
-    levels = assign(yolov5n.detect, targets, 1, (256, 256), {"anchor_t": 4.0})
-    assert [len(lv) for lv in levels] == [9, 9, 0]
-    assert sorted(set(zip(levels[0].gi.tolist(), levels[0].gj.tolist()))) == [(9, 12), (10, 11), (10, 12)]
-    assert sorted(set(zip(levels[1].gi.tolist(), levels[1].gj.tolist()))) == [(4, 6), (5, 5), (5, 6)]
-    assert sorted(levels[0].a.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    preds = [torch.zeros(1, 3, 256 // s, 256 // s, 85) for s in (8, 16, 32)]
+    pos = ComputeLoss(yolov5n.detect, {"box": 1, "obj": 1, "cls": 1, "anchor_t": 4.0}).positives(preds, targets)[0]
+    assert pos["level"].tolist() == [0] * 9 + [1] * 9 and (pos["gt_index"] == 0).all()
+    cells = {(lv, x, y) for lv, (x, y) in zip(pos["level"].tolist(), pos["centers"].tolist())}
+    assert cells == {(0, 9.5 * 8, 12.5 * 8), (0, 10.5 * 8, 11.5 * 8), (0, 10.5 * 8, 12.5 * 8),
+                     (1, 4.5 * 16, 6.5 * 16), (1, 5.5 * 16, 5.5 * 16), (1, 5.5 * 16, 6.5 * 16)}
+    assert sorted(pos["anchor"][:9].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     imgs = np.full((1, 3, 256, 256), 114, np.uint8)
-    mosaic, counts = draw_assignments(imgs, targets.numpy(), levels)
+    mosaic, counts = draw_positives(imgs, targets.numpy(), [pos], [8.0, 16.0, 32.0])
     assert counts.tolist() == [[9, 9, 0]] and mosaic.shape == (256, 3 * 256, 3)
     cell = mosaic[12 * 8 + 4, 9 * 8 + 4]  # inside the left-neighbour cell on the P3 panel: tinted
     assert not np.array_equal(cell, mosaic[30 * 8 + 4, 30 * 8 + 4])
 
 
-def test_positive_samples_counts_equal_build_targets(yolov5n: Model, coco_few: Path) -> None:
-    from utils.analysis.positive_samples import assign, draw_assignments
+def _coco_batch(coco_few: Path, n: int = 6):
     from utils.dataloaders import create_dataloader
+
+    loader, _ = create_dataloader(str(coco_few.parent / "images"), 256, n, 32, workers=0)
+    return next(iter(loader))
+
+
+def test_positive_samples_counts_equal_build_targets(yolov5n: Model, coco_few: Path) -> None:
+    from utils.analysis.positive_samples import compute_positives, level_counts
     from utils.hyp import load_hyp
     from utils.loss import ComputeLoss
 
     hyp = load_hyp(REPO / "data" / "hyps" / "hyp.scratch-low.yaml")
-    loader, _ = create_dataloader(str(coco_few.parent / "images"), 256, 6, 32, workers=0)
-    imgs, targets, paths, _ = next(iter(loader))
+    imgs, targets, paths, _ = _coco_batch(coco_few)
     with torch.no_grad():
         _, preds = yolov5n.eval()(imgs.float() / 255)  # the real raw head outputs, for build_targets' grids
-    _, _, indices, _ = ComputeLoss(yolov5n.detect, hyp).build_targets(preds, targets)
-    levels = assign(yolov5n.detect, targets, len(imgs), (256, 256), hyp)
-    _, counts = draw_assignments(imgs.numpy(), targets.numpy(), levels, max_images=6)
-    assert counts.sum(0).tolist() == [len(ind[0]) for ind in indices]
+    tcls, _, indices, _ = ComputeLoss(yolov5n.detect, hyp).build_targets(preds, targets)
+    positives, strides = compute_positives(yolov5n, imgs.float() / 255, targets, hyp)
+    counts = level_counts(positives, 3)
+    assert strides == [8.0, 16.0, 32.0] and counts.sum(0).tolist() == [len(ind[0]) for ind in indices]
     for b in range(len(imgs)):
         assert counts[b].tolist() == [int((ind[0] == b).sum()) for ind in indices]
+        rows = targets[targets[:, 0] == b]
+        for i, pos in enumerate([positives[b]]):  # each pair's box has the class build_targets gives it
+            for lv in range(3):
+                sel = pos["level"] == lv
+                got = sorted(rows[pos["gt_index"][sel], 1].long().tolist())
+                assert got == sorted(tcls[lv][indices[lv][0] == b].tolist())
     assert counts.sum() > 0 and counts[[i for i, p in enumerate(paths) if "000000000250" in p]].sum() == 0
 
 
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_positive_samples_show_the_tal_assignment(coco_few: Path, cfg: str) -> None:
+    """Anchor-free heads: the positives are the assigner's fg anchors of V8DetectionLoss on real images, each an
+    anchor point (a cell centre of its level) inside its own box (sides widened to 16 px). Not at most top-k per
+    box: a point in the top-k of several boxes goes to the one it overlaps most, even outside that one's top-k."""
+    from utils.analysis.positive_samples import compute_positives, draw_positives, legend_text
+    from utils.loss_v8 import V8DetectionLoss
+
+    torch.manual_seed(0)
+    model = Model(cfg, nc=80).eval()
+    imgs, targets, paths, _ = _coco_batch(coco_few, 3)
+    x = imgs.float() / 255
+    hyp = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
+    positives, strides = compute_positives(model, x, targets, hyp)
+    with torch.no_grad():
+        res, _ = V8DetectionLoss(model.detect, hyp).assign(model(x)[1], targets)
+    assert strides == [8.0, 16.0, 32.0]
+    assert [len(p["gt_index"]) for p in positives] == res.fg_mask.sum(1).tolist() and res.fg_mask.sum() > 0
+    for b, pos in enumerate(positives):
+        assert torch.equal(pos["gt_index"], res.target_gt_idx[b][res.fg_mask[b]])
+        boxes = targets[targets[:, 0] == b, 2:] * 256
+        c, wh = boxes[pos["gt_index"], :2], boxes[pos["gt_index"], 2:].clamp(min=16)
+        assert ((pos["centers"] - c).abs() < wh / 2).all()  # strictly inside its (widened) box
+        cell = pos["centers"] / torch.tensor(strides)[pos["level"], None] - 0.5  # cell centres of their level
+        assert torch.equal(cell, cell.round())
+        assert ((pos["score"] > 0) & (pos["score"] <= 1)).all()
+    mosaic, counts = draw_positives(imgs.numpy(), targets.numpy(), positives, strides)
+    assert counts.sum() == res.fg_mask.sum() and mosaic.shape == (3 * 256, 3 * 256, 3)
+    text = legend_text(positives, strides, targets.numpy(), list(paths))
+    assert "best score" in text and f"{int(counts[:, 0].sum())} positive pairs" in text
+
+
 def test_positive_samples_tool(coco_few: Path, tmp_path: Path) -> None:
-    out = _tool("positive_samples").main(["--cfg", "yolov5n.yaml", "--data", str(coco_few), "--imgsz", "128",
-                                          "--batch-size", "2", "--project", str(tmp_path)])
-    _picture_ok(out / "positives.jpg")
-    assert "assignments in the batch" in (out / "positives.txt").read_text()
+    for cfg in ("yolov5n.yaml", "yolov8n.yaml"):
+        out = _tool("positive_samples").main(["--cfg", cfg, "--data", str(coco_few), "--imgsz", "128",
+                                              "--batch-size", "2", "--project", str(tmp_path)])
+        _picture_ok(out / "positives.jpg")
+        assert "positive pairs in the batch" in (out / "positives.txt").read_text()

@@ -12,7 +12,9 @@ from utils.hyp import load_hyp
 from utils.metrics import fitness
 from utils.train.evolve import (META, RESULT_KEYS, append_evolve_row, constrain, evolvable_hyp, mutate, next_hyp,
                                 read_evolve_csv, select_parent, write_best_yaml)
-from utils.train.evolve_loop import CSV_FILE, OPT_FILE, generations_done, plan_evolution
+from utils.train.evolve_loop import CSV_FILE, OPT_FILE, EvolvePlan, generation_loss_names, generations_done, plan_evolution
+from utils.train.loggers import append_results_csv, result_keys
+from utils.loss_v8 import V8DetectionLoss
 from utils.train.evolve_plot import evolve_figure
 from utils.train.options import TrainOptions
 
@@ -133,6 +135,30 @@ def test_partial_csv_is_replaced_not_appended(tmp_path):
     with pytest.raises(ValueError, match="7 results"):
         append_evolve_row(csv, [0.1] * 6, constrain(BASE))
     assert generations_done(csv) == 2
+
+
+def test_anchor_free_loss_names_its_columns(tmp_path):
+    """evolve.csv's loss columns are the ones the generation's results.csv names (v8: box, cls, dfl), not YOLOv5's."""
+    plan = EvolvePlan(tmp_path, TrainOptions(), 2)
+    assert generation_loss_names(plan) == ("box", "obj", "cls")  # nothing trained yet: YOLOv5's
+    names = V8DetectionLoss.item_names
+    (tmp_path / "train").mkdir()
+    append_results_csv(tmp_path / "train" / "results.csv", 0, [0.5] * 13, result_keys(names))
+    assert generation_loss_names(plan) == ("box", "cls", "dfl")
+    append_evolve_row(plan.csv, [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01], constrain(BASE), names)
+    header = [c.strip() for c in plan.csv.read_text().splitlines()[0].split(",")]
+    assert header[4:7] == ["val/box_loss", "val/cls_loss", "val/dfl_loss"]
+    keys, x = read_evolve_csv(plan.csv, list(BASE))
+    assert keys == list(BASE) and x[0, 6] == pytest.approx(0.01)
+    (tmp_path / "train" / "results.csv").unlink()  # a generation that diverged in its first epoch: evolve.csv's
+    assert generation_loss_names(plan) == names
+    write_best_yaml(plan.csv, tmp_path / "hyp_evolve.yaml")
+    assert "val/dfl_loss" in (tmp_path / "hyp_evolve.yaml").read_text().splitlines()[3]
+    with pytest.raises(ValueError, match="differ from this generation"):
+        append_evolve_row(plan.csv, [0.1] * 7, constrain(BASE))  # YOLOv5's names into a v8 evolution
+    plan.csv.write_text(plan.csv.read_text().replace("val/dfl_loss", "   val/dfl_lost"))
+    with pytest.raises(ValueError, match="not an evolve.csv"):
+        read_evolve_csv(plan.csv)
 
 
 def _evolution_folder(d: Path, opts: TrainOptions, rows: int) -> None:

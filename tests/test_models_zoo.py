@@ -98,7 +98,7 @@ def test_every_yaml_builds_runs_forward_and_backward(name):
     model.eval()
     with torch.no_grad():
         out, _ = model(x)
-    n_cells = sum(na * int(64 / s) ** 2 for s in model.stride.tolist())
+    n_cells = sum(getattr(head, "na", na) * int(64 / s) ** 2 for s in model.stride.tolist())  # RetinaHead: 9
     assert out.shape == (2, n_cells, 4 + head.has_objectness + 3)
     assert ((out[..., 4:] >= 0) & (out[..., 4:] <= 1)).all()
     reloaded = model_from_checkpoint(make_checkpoint(model), name).eval()  # YAML + state_dict -> same model

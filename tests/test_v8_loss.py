@@ -66,8 +66,43 @@ def test_assignment_loss_and_gradients_match(cases, seeded, name, one_thread):
     model.zero_grad()
     total.sum().backward()
     params = dict(model.named_parameters())
-    for k, g in case["grads"].items():  # the README's rtol 1e-3, atol 1e-5 of each tensor's scale (~60 layers of fp32)
+    for k, g in case["grads"].items():  # 1e-5 of each tensor's scale (its max |g|); why not tighter: see below
         torch.testing.assert_close(params[k].grad, g, rtol=1e-3, atol=1e-5 * g.abs().max().item() + 1e-9, msg=k)
+
+
+def _scaled_gap(a: dict, b: dict) -> float:
+    """Largest |a - b| of the gradients, each over its tensor's max |b| (tensors that are all zero skipped)."""
+    return max(float((a[k].double() - g.double()).abs().max() / g.double().abs().max()) for k, g in b.items()
+               if g.abs().max() > 1e-12)
+
+
+def test_gradient_gap_to_the_reference_is_float32_rounding(cases, seeded, one_thread):
+    """The gradients differ from the reference by ~1e-5 of their scale (first conv: 2.9e-5 of 2.86) because both are
+    float32 sums through ~60 layers, not because of a bug: computed in float64 (the exact gradient to ~1e-12),
+    ours and the reference are each ~2e-5 away from it, ours in float32 as well.
+
+    Checked once against the original itself (ultralytics 8.4.190 in its own environment, same weights and
+    batches, float64 throughout, its float32 target padding widened): ours in float64 equals its float64 gradients
+    to 1.1e-6 / 1.2e-6 / 5.2e-7 of the scale (cases a / b / c) and its loss items to 1e-7, twenty times below the
+    float32 gap; and the original's own float32 gradients rerun with 1 thread differ from its stored (2-thread)
+    ones by 1.1e-5 / 1.7e-5 / 1.6e-5, as much as ours do (1.0e-5 / 1.5e-5 / 1.4e-5). A 1e-5 match to a float32
+    reference is therefore out of reach for the original too; the order of reductions (thread split) is the
+    whole gap."""
+    case = cases["cases"]["a"]
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        model = Model("yolov8n.yaml")
+        model.load_state_dict(seeded)  # fp16-rounded values: exactly the same weights in float64
+        model = model.to(dtype).train()
+        total, _ = V8DetectionLoss(model.detect, cases["hyp"])(model(case["img_uint8"].to(dtype) / 255),
+                                                               targets_of(case))
+        total.sum().backward()
+        params = dict(model.named_parameters())
+        grads[dtype] = {k: params[k].grad for k in case["grads"]}
+    exact = grads[torch.float64]
+    ref_err, our_err = _scaled_gap(case["grads"], exact), _scaled_gap(grads[torch.float32], exact)
+    assert 5e-6 < ref_err < 3e-5 and 5e-6 < our_err < 3e-5  # both float32 results: ~2e-5 from the exact one
+    assert _scaled_gap(grads[torch.float32], case["grads"]) < 1.5e-5  # and within that of each other
 
 
 def test_no_ground_truth_gives_background_only(seeded):

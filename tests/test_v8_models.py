@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 import pytest
 import torch
@@ -61,6 +62,21 @@ def test_gflops_and_fused_match_ultralytics(models_json, name):
     assert fused.layer_count() == info["fused_n_layers"]
     assert gflops(fused, 640) == pytest.approx(info["fused_gflops_640"], rel=1e-6)
     assert [[k, list(v.shape)] for k, v in fused.state_dict().items()] == [[k, s] for k, s in info["fused_state_dict"]]
+
+
+def test_summary_line_is_the_originals(models_json, caplog):
+    """ultralytics 8's model_info line: 'YOLOv8n summary: 129 layers, 3,157,200 parameters, ...' (its name is the
+    file stem with yolo -> YOLO; models.json's line was written with the plain stem) and 'summary (fused)'."""
+    pytest.importorskip("thop")
+    info = models_json["yolov8n"]
+    m = build(info)
+    with caplog.at_level(logging.INFO, logger="yolo"):
+        m.info()
+        assert caplog.records[-1].getMessage() == info["summary_line"].replace("yolov8n summary", "YOLOv8n summary")
+        m.eval().fuse().info()
+    assert caplog.records[-1].getMessage() == (
+        f"YOLOv8n summary (fused): {info['fused_n_layers']} layers, {info['fused_n_params']:,} parameters, "
+        f"{info['fused_n_gradients']:,} gradients, {info['fused_gflops_640_str']} GFLOPs")
 
 
 def load_seeded(name: str) -> tuple[Model, dict, torch.Tensor]:

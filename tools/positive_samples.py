@@ -1,9 +1,12 @@
-"""Positive-sample view: the cells and anchors `build_targets` assigns to each target, drawn per level.
+"""Positive-sample view: the priors the training loss assigns to each box, drawn per level.
 
   python tools/positive_samples.py --cfg yolov5s.yaml --data coco128.yaml --imgsz 640 --batch-size 4
+  python tools/positive_samples.py --weights runs/train/exp/weights/best.pt --data shapes.yaml   # yolov8n: TAL
 Writes runs/analyze/positive_samples/<name>/positives.jpg (rows: images; columns: detection levels; each
-assigned (cell, anchor) pair filled in its anchor's colour, targets outlined) and positives.txt (the
-number of assignments per image and level). The assignment rule is documented in utils/loss.py.
+positive prior's cell filled in the colour of its box, boxes outlined) and positives.txt (pairs per image
+and level, then per box). The loss is the one the model's head trains with, asked through the loss contract
+(`positives`, utils/loss_protocol.py): YOLOv5's build_targets (utils/loss.py) or the TaskAlignedAssigner of
+the anchor-free family (utils/tal.py, which depends on the model's predictions: use --weights for a trained one).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.analysis.common import add_model_args, add_output_args, analysis_model, output_dir, save_text  # noqa: E402
-from utils.analysis.positive_samples import assign, draw_assignments, legend_text  # noqa: E402
+from utils.analysis.positive_samples import compute_positives, draw_positives, legend_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_args(p)
     p.add_argument("--data", required=True, help="data YAML")
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="images to draw")
-    p.add_argument("--hyp", default=str(REPO / "data" / "hyps" / "hyp.scratch-low.yaml"), help="anchor_t")
+    p.add_argument("--hyp", default=str(REPO / "data" / "hyps" / "hyp.scratch-low.yaml"),
+                   help="the loss's hyperparameters (YOLOv5: anchor_t)")
     p.add_argument("--imgsz", type=int, default=640, help="letterboxed input size")
     p.add_argument("--batch-size", type=int, default=4, help="images drawn")
     p.add_argument("--augment", action="store_true", help="draw a training batch (mosaic etc.) instead")
@@ -49,11 +53,11 @@ def main(argv: list[str] | None = None) -> Path:
                                   int(model.stride.max()), hyp=hyp, augment=opt.augment, workers=0,
                                   shuffle=opt.augment, seed=opt.seed, nc=data.nc)
     imgs, targets, paths, _ = next(iter(loader))
-    levels = assign(model.detect, targets, len(imgs), tuple(imgs.shape[2:]), hyp)
-    mosaic, counts = draw_assignments(imgs.numpy(), targets.numpy(), levels, max_images=opt.batch_size)
+    positives, strides = compute_positives(model, imgs.float() / 255, targets, hyp)
+    mosaic, _ = draw_positives(imgs.numpy(), targets.numpy(), positives, strides, max_images=opt.batch_size)
     out = output_dir(opt.project, opt.name, opt.exist_ok)
     cv2.imwrite(str(out / "positives.jpg"), mosaic)
-    text = legend_text(levels, counts, [Path(p).name for p in paths])
+    text = legend_text(positives, strides, targets.numpy(), list(paths))
     print(text)
     save_text(out / "positives.txt", text)
     return out

@@ -173,10 +173,27 @@ class ComputeLoss:
     def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor
                       ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, ...]],
                                  list[torch.Tensor]]:
+        """Assign targets to (anchor, cell) pairs on every level (the rule: `assign_targets`).
+
+        Returns per level: classes (n,), boxes (n, 4) `[x - gi, y - gj, w, h]` in grid units, indices
+        `(image, anchor, gj, gi)` and the anchor sizes (n, 2) in grid units."""
+        return self.assign_targets(preds, targets)[:4]
+
+    def positives(self, preds: list[torch.Tensor], targets: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """The (prior, ground truth) pairs this loss trains on, per image (the contract of utils/loss_protocol.py):
+        "centers" (K, 2) cell centres in input pixels, "gt_index" (K,) the box's index among that image's rows
+        of `targets`, "level" (K,), and "anchor" (K,) the anchor of the pair on its level. A cell may appear
+        more than once (several anchors, or several boxes)."""
+        _, _, indices, _, rows = self.assign_targets(preds, targets)
+        return positives_per_image(targets, preds[0].shape[0], [float(s) for s in self.head.stride], indices, rows)
+
+    def assign_targets(self, preds: list[torch.Tensor], targets: torch.Tensor
+                       ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, ...]],
+                                  list[torch.Tensor], list[torch.Tensor]]:
         """Assign targets to (anchor, cell) pairs on every level.
 
         Returns per level: classes (n,), boxes (n, 4) `[x - gi, y - gj, w, h]` in grid units, indices
-        `(image, anchor, gj, gi)` and the anchor sizes (n, 2) in grid units.
+        `(image, anchor, gj, gi)`, the anchor sizes (n, 2) in grid units and the row of `targets` (n,).
 
         Assignment rule, per level (grid units = pixels / stride):
           1. Shape match: a target goes to every anchor whose width AND height ratios to it are within
@@ -202,10 +219,11 @@ class ComputeLoss:
         """
         na, nt = self.na, targets.shape[0]
         device = targets.device
-        tcls, tbox, indices, anch = [], [], [], []
-        gain = torch.ones(7, device=device)
+        tcls, tbox, indices, anch, rows = [], [], [], [], []
+        gain = torch.ones(8, device=device)
         ai = torch.arange(na, device=device).float().view(na, 1).repeat(1, nt)
-        targets = torch.cat((targets.repeat(na, 1, 1), ai[..., None]), 2)  # (na, nt, 7): + anchor index
+        ri = torch.arange(nt, device=device).float().view(1, nt).repeat(na, 1)
+        targets = torch.cat((targets.repeat(na, 1, 1), ai[..., None], ri[..., None]), 2)  # (na, nt, 8): + anchor, row
         off = torch.tensor(_OFFSETS, device=device).float() * _CELL_HALF
         anchors_all = self.anchors.to(device)
 
@@ -227,7 +245,7 @@ class ComputeLoss:
                 t = targets[0]
                 offsets = torch.zeros(1, 2, device=device)
 
-            bc, gxy, gwh, a = t.split((2, 2, 2, 1), 1)
+            bc, gxy, gwh, a, r = t.split((2, 2, 2, 1, 1), 1)
             a, (b, c) = a.long().view(-1), bc.long().T
             gij = (gxy - offsets).long()  # truncation toward zero; gxy - offsets > 0 except at x = 0
             gi = gij[:, 0].clamp(0, shape[3] - 1)  # rule 3
@@ -237,4 +255,26 @@ class ComputeLoss:
             tbox.append(torch.cat((gxy - gij, gwh), 1))
             anch.append(anchors[a])
             tcls.append(c)
-        return tcls, tbox, indices, anch
+            rows.append(r.long().view(-1))
+        return tcls, tbox, indices, anch, rows
+
+
+def positives_per_image(targets: torch.Tensor, bs: int, strides: list[float], indices: list[tuple[torch.Tensor, ...]],
+                        rows: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """build_targets' per-level (image, anchor, gj, gi) and target rows -> utils/loss_protocol.py's per-image dicts."""
+    img = targets[:, 0].long()
+    local = torch.zeros(len(targets), dtype=torch.long, device=targets.device)  # index among its image's rows
+    for j in range(bs):
+        sel = img == j
+        local[sel] = torch.arange(int(sel.sum()), device=targets.device)
+    out = []
+    for j in range(bs):
+        parts: dict[str, list[torch.Tensor]] = {"centers": [], "gt_index": [], "level": [], "anchor": []}
+        for i, ((b, a, gj, gi), r) in enumerate(zip(indices, rows)):
+            m = b == j
+            parts["centers"].append(torch.stack((gi[m], gj[m]), 1).float().add(0.5).mul(strides[i]))
+            parts["gt_index"].append(local[r[m]])
+            parts["level"].append(torch.full_like(a[m], i))
+            parts["anchor"].append(a[m])
+        out.append({k: torch.cat(v) for k, v in parts.items()})
+    return out

@@ -26,7 +26,17 @@ def _tal(head: Any, hyp: dict, nc: int, imgsz: int, label_smoothing: float | Non
     return V8DetectionLoss(head, hyp)
 
 
-LOSSES: dict[str, Callable[..., Callable]] = {"yolov5": _yolov5, "tal": _tal}
+def _dense(head: Any, hyp: dict, nc: int, imgsz: int, label_smoothing: float | None) -> Callable:
+    """The mmdetection families (models/dense_heads): their loss terms and weights come from the head's head_cfg."""
+    from utils.loss_dense import DenseFamilyLoss
+
+    if label_smoothing:
+        LOGGER.info(f"--label-smoothing {label_smoothing} is not used by the {head.loss_name} loss (mmdet has none)")
+    return DenseFamilyLoss(head, hyp)
+
+
+LOSSES: dict[str, Callable[..., Callable]] = {"yolov5": _yolov5, "tal": _tal, "retina": _dense, "fcos": _dense,
+                                              "atss": _dense, "gfl": _dense, "yolox": _dense}
 
 
 def make_loss(head: Any, hyp: dict, nc: int, imgsz: int, label_smoothing: float | None = None) -> Callable:

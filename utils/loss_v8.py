@@ -90,6 +90,19 @@ class V8DetectionLoss:
                  "strides": strides, "gt_bboxes": gt_bboxes, "gt_labels": gt_labels, "mask_gt": mask_gt}
         return result, parts
 
+    def positives(self, preds: list[torch.Tensor], targets: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """The anchor points the assigner makes positive, per image (the contract of utils/loss_protocol.py):
+        "centers" (K, 2) in input pixels, "gt_index" (K,) the box's index among that image's rows of `targets`,
+        "level" (K,), "score" (K,) the soft class target (the normalised alignment metric)."""
+        with torch.no_grad():
+            res, p = self.assign(preds, targets)
+        centers = p["points"] * p["strides"]
+        level = torch.cat([torch.full((r.shape[2] * r.shape[3],), i, dtype=torch.long, device=centers.device)
+                           for i, r in enumerate(preds)])
+        score = res.target_scores.sum(-1)
+        return [{"centers": centers[fg], "gt_index": gi[fg], "level": level[fg], "score": sc[fg]}
+                for fg, gi, sc in zip(res.fg_mask, res.target_gt_idx, score)]
+
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         res, p = self.assign(preds, targets)
         bs = p["pred_scores"].shape[0]

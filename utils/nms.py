@@ -117,3 +117,23 @@ def non_max_suppression(prediction: torch.Tensor | Sequence[torch.Tensor], conf_
             LOGGER.warning("NMS time limit %.3fs exceeded after image %d of %d", time_limit, b + 1, bs)
             break
     return output
+
+
+def head_nms_kwargs(test_cfg: dict | None, kw: dict, val: bool = False) -> dict:
+    """`kw` (non_max_suppression keywords) with a head's own test settings (the head contract's `test_cfg`,
+    mmdetection's score_thr / nms iou / nms_pre / max_per_img) in place of the script's defaults.
+
+    val.py takes them all (the family's figures are measured as mmdetection measures them); detect.py keeps
+    its --conf-thres when it is higher than score_thr (a display threshold). `nms_pre` (pairs kept per level
+    before NMS in mmdetection) becomes the total kept before NMS (`max_nms`); `max_per_img` <= 0 keeps all.
+    `multi_label` follows the head: one label per box for heads with objectness (YOLOX), every class above
+    the threshold otherwise."""
+    if not test_cfg:
+        return kw
+    out = dict(kw, iou_thres=test_cfg["iou_thres"], multi_label=test_cfg["multi_label"])
+    out["conf_thres"] = test_cfg["score_thr"] if val else max(kw["conf_thres"], test_cfg["score_thr"])
+    if test_cfg["max_per_img"] > 0:
+        out["max_det"] = test_cfg["max_per_img"]
+    if test_cfg["nms_pre"] > 0:
+        out["max_nms"] = test_cfg["nms_pre"] * test_cfg.get("levels", 1)
+    return out

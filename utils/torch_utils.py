@@ -80,10 +80,12 @@ def gflops(model: nn.Module, img_size: int | tuple[int, int] = 640) -> float:
 
 
 def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, name: str = "Model",
-               n_layers: int | None = None) -> dict:
+               n_layers: int | None = None, style: str = "yolov5") -> dict:
     """Log '<name> summary: L layers, P parameters, G gradients, F GFLOPs' (and a per-parameter table if verbose).
 
-    L is `n_layers` when given (Model passes YOLOv5's way of counting), else len(modules())."""
+    L is `n_layers` when given (Model passes the original's way of counting), else len(modules()). `style`
+    "ultralytics" writes the line as ultralytics 8 does: thousands separators, and "summary (fused)" for a model
+    whose BatchNorms are folded ("YOLOv8n summary (fused): 72 layers, 3,151,904 parameters, 0 gradients, 8.7 GFLOPs")."""
     n_p, n_g = count_params(model)
     if verbose:
         LOGGER.info(f"{'layer':>5} {'name':>40} {'gradient':>9} {'parameters':>12} {'shape':>20} {'mu':>10} {'sigma':>10}")
@@ -93,7 +95,11 @@ def model_info(model: nn.Module, verbose: bool = False, img_size: int = 640, nam
     flops = gflops(model, img_size)
     n_layers = len(list(model.modules())) if n_layers is None else n_layers
     fs = f", {flops:.1f} GFLOPs" if flops else ""
-    LOGGER.info(f"{name} summary: {n_layers} layers, {n_p} parameters, {n_g} gradients{fs}")
+    if style == "ultralytics":
+        fused = "" if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) else " (fused)"
+        LOGGER.info(f"{name} summary{fused}: {n_layers:,} layers, {n_p:,} parameters, {n_g:,} gradients{fs}")
+    else:
+        LOGGER.info(f"{name} summary: {n_layers} layers, {n_p} parameters, {n_g} gradients{fs}")
     return {"layers": n_layers, "parameters": n_p, "gradients": n_g, "gflops": flops}
 
 

@@ -60,7 +60,7 @@ def plot_erf(erf: ERF, rf: RF | None, fname: str | Path, title: str = "") -> Pat
     fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     g = np.sqrt(erf.grad / max(float(erf.grad.max()), 1e-12))
     ax.imshow(g, cmap="inferno", interpolation="nearest")
-    if rf is not None:
+    if rf is not None and not any(np.isinf(span.size) for span in rf):  # a global field has no box to draw
         y0, x0, y1, x1 = theoretical_box(rf, erf.unit)
         ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="cyan", lw=1.5,
                                    label=f"theoretical RF {rf[0].size:g}x{rf[1].size:g}"))

@@ -11,13 +11,17 @@ of the centre of unit 0's field; unit n is centred at `centre + n * jump`). Rule
 - concatenation, residual sums and other element-wise joins: the union of the inputs' fields (they must
   share the stride); 1x1 convolutions, norms, activations, permutes: unchanged.
 
-Composite blocks (Conv, C3, SPPF, Focus, ConvNeXt, ...) are traced with torch.fx, so a new block needs no
-rule as long as it is built from the operations above; an unknown spatial operation is an error naming
-the layer.
+- a module with `global_receptive_field = True` (self-attention over all positions, e.g. YOLO11's C2PSA
+  attention): every output unit sees the whole input, an unbounded field ("global" in the table) from there on.
+
+Composite blocks (Conv, C3, C2f, C3k2, SPPF, Focus, ConvNeXt, ...) are traced with torch.fx, so a new block
+needs no rule as long as it is built from the operations above; an unknown spatial operation is an error naming
+the layer. The detection head is found through the head contract (models/head_protocol.py), whatever its class.
 """
 from __future__ import annotations
 
 import copy
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,7 +31,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.detect import Detect
+from models.head_protocol import DetectionHead
 from models.rows import row_input
 
 
@@ -75,14 +79,15 @@ class RFReport:
             rf, st = (_fmt_pair(row.rf, "size"), _fmt_pair(row.rf, "jump")) if row.rf else ("-", "-")
             lines.append(f"{row.i:>5} {str(row.f):>12} {row.type.split('.')[-1]:<28} {rf:>12} {st:>8}")
         for level, (i, rf) in enumerate(self.detect_inputs):
-            lines.append(f"Detect input P{level} (layer {i}): receptive field {_fmt_pair(rf, 'size')} px, "
-                         f"stride {_fmt_pair(rf, 'jump')}")
+            size = _fmt_pair(rf, "size")
+            size = "global (self-attention upstream)" if "global" in size else f"{size} px"
+            lines.append(f"Detect input P{level} (layer {i}): receptive field {size}, stride {_fmt_pair(rf, 'jump')}")
         return "\n".join(lines)
 
 
 def _fmt_pair(rf: RF, attr: str) -> str:
-    h, w = getattr(rf[0], attr), getattr(rf[1], attr)
-    return f"{h:g}" if h == w else f"{h:g}x{w:g}"
+    h, w = (("global" if math.isinf(v) else f"{v:g}") for v in (getattr(rf[0], attr), getattr(rf[1], attr)))
+    return h if h == w else f"{h}x{w}"
 
 
 class RFError(ValueError):
@@ -131,6 +136,9 @@ def union(rfs: list[RF], where: str = "") -> RF:
         spans = [rf[ax] for rf in rfs]
         if any(abs(s.jump - spans[0].jump) > 1e-9 for s in spans):
             raise RFError(f"{where}: inputs with different strides {[s.jump for s in spans]} are combined")
+        if any(math.isinf(s.size) for s in spans):  # a global field: unbounded, units stay where they were
+            out.append(Span(math.inf, spans[0].jump, spans[0].centre))
+            continue
         lo, hi = min(s.lo for s in spans), max(s.hi for s in spans)
         out.append(Span(hi - lo + 1, spans[0].jump, (lo + hi) / 2))
     return out[0], out[1]
@@ -168,12 +176,21 @@ def _apply_leaf(m: nn.Module, rf: RF, where: str) -> RF:
     return rf  # pointwise
 
 
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, keeping modules with a global field as single calls (their insides need no rules)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return getattr(m, "global_receptive_field", False) or super().is_leaf_module(m, qualname)
+
+
 def apply_module(m: nn.Module, x: Any, where: str = "") -> Any:
     """Field of `m`'s output given its input's (an RF, or a list of RFs for rows taking several inputs)."""
     if _is_leaf_module(m):
         return _apply_leaf(m, x, f"{where} {m.__class__.__name__}")
+    if getattr(m, "global_receptive_field", False):
+        return tuple(Span(math.inf, s.jump, s.centre) for s in x) if _is_rf(x) else x
     try:
-        gm = torch.fx.symbolic_trace(m)
+        gm = torch.fx.GraphModule(m, _Tracer().trace(m))
     except Exception as e:  # data-dependent control flow and the like
         raise RFError(f"{where}: cannot trace {m.__class__.__name__} to find its receptive field: {e}") from None
     return _interpret(gm, x, where)
@@ -291,7 +308,7 @@ def receptive_fields(model: nn.Module) -> RFReport:
     for m in rows:
         where = f"layer {m.i} ({m.type})"
         x = row_input(m, x, outs)
-        if isinstance(m, Detect):
+        if isinstance(m, DetectionHead):
             froms = m.f if isinstance(m.f, list) else [m.f]
             detect_inputs = [(j % len(outs) if j != -1 else m.i - 1, rf) for j, rf in zip(froms, x)]
             x = None

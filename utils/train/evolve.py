@@ -1,8 +1,9 @@
 """Hyperparameter evolution, YOLOv5 v7.0's rules as pure functions: parent selection, mutation, limits, evolve.csv.
 
 A generation trains with one hyperparameter set and appends one row to evolve.csv: the 7 validation results
-(P, R, mAP50, mAP50-95, val box/obj/cls loss) then every hyperparameter, in YOLOv5's column names and its
-'%20.5g' number format. The next set is a mutation of a parent drawn from the 5 fittest rows.
+(P, R, mAP50, mAP50-95, then the three validation loss items named as the loss names them, `item_names`:
+val/box_loss, val/obj_loss, val/cls_loss for YOLOv5's loss, val/box_loss, val/cls_loss, val/dfl_loss for the
+anchor-free one) then every hyperparameter, in YOLOv5's column names and its '%20.5g' number format. The next set is a mutation of a parent drawn from the 5 fittest rows.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 
 from utils.cli import UserValueError
 from utils.metrics import fitness
-from utils.train.loggers import read_results_csv
+from utils.train.loggers import LOSS_NAMES, read_results_csv
 
 # key: (mutation gain 0-1, lower limit, upper limit), as YOLOv5 v7.0's train.py `meta`
 META: dict[str, tuple[float, float, float]] = {
@@ -49,8 +50,19 @@ META: dict[str, tuple[float, float, float]] = {
     "mixup": (1, 0.0, 1.0),
     "copy_paste": (1, 0.0, 1.0),
 }
-RESULT_KEYS = ("metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
-               "val/box_loss", "val/obj_loss", "val/cls_loss")
+METRIC_KEYS = ("metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95")
+N_RESULTS = 7  # the 4 metrics and the 3 loss items every loss of this project reports
+
+
+def result_keys(loss_names: tuple[str, ...] = LOSS_NAMES) -> tuple[str, ...]:
+    """The result columns of evolve.csv for a loss whose three items are `loss_names`."""
+    keys = (*METRIC_KEYS, *(f"val/{n}_loss" for n in loss_names))
+    if len(keys) != N_RESULTS:
+        raise ValueError(f"evolve.csv takes 3 loss items, got {list(loss_names)}")
+    return keys
+
+
+RESULT_KEYS = result_keys()  # YOLOv5's
 MUTATION_PROB, SIGMA = 0.8, 0.2
 TOP_N = 5
 PARENTS = ("single", "weighted")
@@ -67,7 +79,7 @@ def evolvable_hyp(hyp: dict[str, float], autoanchor: bool) -> dict[str, float]:
 
 
 def select_parent(x: np.ndarray, rng: np.random.Generator, method: str = "single", top: int = TOP_N) -> np.ndarray:
-    """A parent row from the `top` fittest rows of evolve.csv values `x` (n, 7 + k), weighted by fitness.
+    """A parent row from the `top` fittest rows of evolve.csv values `x` (n, N_RESULTS + k), weighted by fitness.
 
     'single': one row drawn with probability ~ fitness - min + 1e-6; 'weighted': the fitness-weighted mean row."""
     if method not in PARENTS:
@@ -108,9 +120,12 @@ def constrain(hyp: dict[str, float], meta: dict = META) -> dict[str, float]:
 def read_evolve_csv(path: str | Path, hyp_keys: list[str] | None = None) -> tuple[list[str], np.ndarray]:
     """(hyperparameter names, values (n, 7 + k)); checks the result columns and, if given, the hyp columns."""
     cols, rows = read_results_csv(path)
-    if tuple(cols[:7]) != RESULT_KEYS:
-        raise UserValueError(f"{path}: not an evolve.csv, the first columns must be {list(RESULT_KEYS)}, got {cols[:7]}")
-    keys = cols[7:]
+    losses = cols[len(METRIC_KEYS):N_RESULTS]
+    if tuple(cols[:len(METRIC_KEYS)]) != METRIC_KEYS or len(losses) != 3 or not all(
+            k.startswith("val/") and k.endswith("_loss") for k in losses):
+        raise UserValueError(f"{path}: not an evolve.csv, the first columns must be {list(METRIC_KEYS)} then three "
+                             f"val/<item>_loss columns, got {cols[:N_RESULTS]}")
+    keys = cols[N_RESULTS:]
     if hyp_keys is not None and keys != list(hyp_keys):
         raise UserValueError(f"{path}: hyperparameter columns {keys} differ from this run's {list(hyp_keys)} "
                          "(another --hyp file or --noautoanchor setting?)")
@@ -126,7 +141,7 @@ def next_hyp(csv_path: Path, base: dict[str, float], rng: np.random.Generator,
     if not len(x):
         return constrain(base)
     row = select_parent(x, rng, parent)
-    return constrain(mutate(dict(zip(keys, row[7:].tolist())), rng))
+    return constrain(mutate(dict(zip(keys, row[N_RESULTS:].tolist())), rng))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -142,12 +157,18 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def append_evolve_row(csv_path: Path, results: list[float], hyp: dict[str, float]) -> None:
-    """Add one generation's row (header first when new); the file is replaced atomically, never half written."""
-    keys, vals = (*RESULT_KEYS, *hyp), [*results, *hyp.values()]
-    if len(results) != len(RESULT_KEYS):
-        raise ValueError(f"evolve.csv row needs {len(RESULT_KEYS)} results, got {len(results)}")
-    old = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ",".join("%20s" % k for k in keys) + "\n"
+def append_evolve_row(csv_path: Path, results: list[float], hyp: dict[str, float],
+                      loss_names: tuple[str, ...] = LOSS_NAMES) -> None:
+    """Add one generation's row (header first when new, its loss columns named `loss_names`); the file is
+    replaced atomically, never half written. An existing file must have the same columns."""
+    keys, vals = (*result_keys(loss_names), *hyp), [*results, *hyp.values()]
+    if len(results) != N_RESULTS:
+        raise ValueError(f"evolve.csv row needs {N_RESULTS} results, got {len(results)}")
+    header = ",".join("%20s" % k for k in keys) + "\n"
+    old = csv_path.read_text(encoding="utf-8") if csv_path.exists() else header
+    if old.strip() and [c.strip() for c in old.splitlines()[0].split(",")] != list(keys):
+        raise UserValueError(f"{csv_path}: its columns {old.splitlines()[0].split(',')[:N_RESULTS]}... differ from "
+                             f"this generation's {list(keys[:N_RESULTS])}... (another model's loss or --hyp file?)")
     if old and not old.endswith("\n"):
         old += "\n"
     _atomic_write(csv_path, old + ",".join("%20.5g" % v for v in vals) + "\n")
@@ -162,10 +183,11 @@ def write_best_yaml(csv_path: Path, yaml_path: Path) -> dict[str, float]:
     """hyp_evolve.yaml: YOLOv5's comment header (best and last generation, their results) then the best hyps."""
     keys, x = read_evolve_csv(csv_path)
     i = best_row(x)
+    results = read_results_csv(csv_path)[0][:N_RESULTS]
     head = ("# YOLOv5 Hyperparameter Evolution Results\n"
             f"# Best generation: {i}\n# Last generation: {len(x) - 1}\n"
-            "# " + ", ".join(f"{k:>20s}" for k in RESULT_KEYS) + "\n"
-            "# " + ", ".join(f"{v:>20.5g}" for v in x[i, :7]) + "\n\n")
-    best = {k: float(v) for k, v in zip(keys, x[i, 7:])}
+            "# " + ", ".join(f"{k:>20s}" for k in results) + "\n"
+            "# " + ", ".join(f"{v:>20.5g}" for v in x[i, :N_RESULTS]) + "\n\n")
+    best = {k: float(v) for k, v in zip(keys, x[i, N_RESULTS:])}
     _atomic_write(yaml_path, head + yaml.safe_dump(best, sort_keys=False))
     return best

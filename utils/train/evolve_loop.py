@@ -22,7 +22,8 @@ from utils.cli import UserFileNotFoundError
 from utils.hyp import load_hyp
 from utils.paths import increment_path
 from utils.train.ddp import DistInfo, broadcast_object, cleanup, ddp_device, init_process_group
-from utils.train.evolve import RESULT_KEYS, append_evolve_row, evolvable_hyp, next_hyp, write_best_yaml
+from utils.train.evolve import N_RESULTS, append_evolve_row, evolvable_hyp, next_hyp, result_keys, write_best_yaml
+from utils.train.loggers import LOSS_NAMES, read_results_csv
 from utils.train.loop import TrainingDiverged
 from utils.train.options import TrainOptions
 
@@ -32,7 +33,7 @@ TRAIN_PROJECT, EVOLVE_PROJECT = "runs/train", "runs/evolve"
 # options that may differ when the same evolution is continued
 VOLATILE = ("device", "workers", "threads", "evolve", "resume_evolve", "exist_ok", "save_dir")
 
-TrainFn = Callable[[TrainOptions, dict], list]  # (generation options, hyp) -> the 7 results of RESULT_KEYS
+TrainFn = Callable[[TrainOptions, dict], list]  # (generation options, hyp) -> the 7 results (evolve.result_keys)
 
 
 @dataclass
@@ -122,10 +123,24 @@ def _next_job(plan: EvolvePlan, base: dict, rng: np.random.Generator, parent: st
     return (done, next_hyp(plan.csv, base, rng, parent)) if done < plan.generations else None
 
 
+def generation_loss_names(plan: EvolvePlan) -> tuple[str, ...]:
+    """The loss item names of this evolution: the val/<item>_loss columns the generation's training wrote in its
+    results.csv (named by its loss's `item_names`), else those of evolve.csv (a generation that diverged in its
+    first epoch), else YOLOv5's."""
+    for f in (plan.dir / "train" / "results.csv", plan.csv):
+        if f.is_file():
+            cols = read_results_csv(f)[0]
+            names = tuple(c[len("val/"):-len("_loss")] for c in cols if c.startswith("val/") and c.endswith("_loss"))
+            if len(names) == 3:
+                return names
+    return LOSS_NAMES
+
+
 def _record(plan: EvolvePlan, gen: int, results: list, hyp: dict) -> None:
-    append_evolve_row(plan.csv, [float(r) for r in results], hyp)
+    names = generation_loss_names(plan)
+    append_evolve_row(plan.csv, [float(r) for r in results], hyp, names)
     write_best_yaml(plan.csv, plan.dir / YAML_FILE)
-    keys = (*RESULT_KEYS, *hyp)
+    keys = (*result_keys(names), *hyp)
     LOGGER.info(f"evolve: {gen + 1}/{plan.generations} generations finished, current result:\n"
                 + ", ".join(f"{k:>20s}" for k in keys) + "\n"
                 + ", ".join(f"{v:20.5g}" for v in (*results, *hyp.values())))
@@ -148,7 +163,7 @@ def run_evolution(opts: TrainOptions, train_fn: TrainFn, info: DistInfo, device,
                 results = train_fn(generation_options(plan), dict(hyp))
             except TrainingDiverged as e:  # a mutation may diverge: it scores 0 and evolution goes on
                 LOGGER.warning(f"evolve: generation {gen + 1} diverged, recorded with zero results ({e})")
-                results = [0.0] * len(RESULT_KEYS)
+                results = [0.0] * N_RESULTS
             if info.main:
                 _record(plan, gen, results, hyp)
         if info.main:

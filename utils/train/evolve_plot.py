@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.metrics import fitness
-from utils.train.evolve import best_row, read_evolve_csv
+from utils.train.evolve import N_RESULTS, best_row, read_evolve_csv
 
 COLS = 5
 
@@ -33,7 +33,7 @@ def evolve_figure(csv_file: str | Path):
     rows = math.ceil(len(keys) / COLS)
     fig = plt.figure(figsize=(2 * COLS, 2 * rows), tight_layout=True)
     for i, k in enumerate(keys):
-        v = x[:, 7 + i]
+        v = x[:, N_RESULTS + i]
         ax = fig.add_subplot(rows, COLS, i + 1)
         ax.scatter(v, f, c=_density(v, f), cmap="viridis", alpha=0.8, edgecolors="none")
         ax.plot(v[j], f[j], "k+", markersize=15)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from utils.cli import UserFileNotFoundError, UserValueError
 from utils.downloads import ensure_dataset
 from utils.evaluator import EvalResult, Evaluator
-from utils.nms import non_max_suppression
+from utils.nms import head_nms_kwargs, non_max_suppression
 from utils.paths import increment_path
 from utils.validation.options import TASKS, ValOptions
 
@@ -179,7 +179,8 @@ def _backend_for(model, weights, device, half, cfg=None, darknet_mode=False):
     names = list(getattr(model, "names", []) or [])
     backend = Backend(lambda im, augment=False: model(im, augment=augment) if augment else model(im), names,
                       int(max(model.stride.max(), 32)) if hasattr(model, "stride") else 32, "pt", p.device,
-                      fp16=p.dtype == torch.float16, model=model, has_objectness=model.detect.has_objectness)
+                      fp16=p.dtype == torch.float16, model=model, has_objectness=model.detect.has_objectness,
+                      test_cfg=getattr(model.detect, "test_cfg", None))
     return backend, was_training
 
 
@@ -235,6 +236,7 @@ def validate(data, opts: ValOptions | None = None, *, model=None, dataloader=Non
     # no NMS time limit: on a busy CPU it left images without detections and changed the figures
     nms_kw = dict(conf_thres=o.conf_thres, iou_thres=o.iou_thres, multi_label=True, agnostic=o.single_cls,
                   max_det=o.max_det, time_limit=math.inf, has_objectness=backend.has_objectness)
+    nms_kw = head_nms_kwargs(backend.test_cfg, nms_kw, val=True)  # a head's own test settings (mmdet families)
     timers = tuple(Timer(backend.device) for _ in range(3))
     loss = torch.zeros(3, device=backend.device)
     for im, targets, paths, shapes in tqdm(dataloader, desc=HEADER, bar_format="{l_bar}{bar:10}{r_bar}"):
