@@ -79,6 +79,12 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--resume-evolve", default=d.resume_evolve, help="continue the evolution in DIR (or DIR/evolve.csv)")
     p.add_argument("--image-weights", action="store_true", help="sample images by the weights of their classes")
     p.add_argument("--quad", action="store_true", help="quad dataloader: 4 images merged into one of 2x size")
+    p.add_argument("--save-period-steps", type=int, default=d.save_period_steps,
+                   help="write weights/last_step.pt every N optimizer steps (mid-epoch resume; 0: off)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="seeds per rank and per sample, deterministic algorithms: a resumed run ends as if never stopped")
+    p.add_argument("--dist-timeout", type=float, default=d.dist_timeout,
+                   help="seconds to reach the rendezvous and to wait in collectives under torchrun")
     a = p.parse_args(argv)
     a.resume = a.resume if isinstance(a.resume, (bool, str)) else bool(a.resume)
     return TrainOptions.from_dict(vars(a) | {"save_dir": ""})

@@ -2,7 +2,8 @@
 
 Prints images/s per pass with and without --cache ram, the ratio to the official YOLOv5 loader (measured on this
 machine by bench/official_baseline.py, else ~100 img/s from ../shared/reference/yolov5/perf.md section e) and a
-per-stage time profile.
+per-stage time profile. --shards: the same passes from WebDataset tar shards of the source (written to a temporary
+folder, 16 images a shard) against the folder loader.
 """
 from __future__ import annotations
 
@@ -38,6 +39,30 @@ def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: 
             n += imgs.shape[0]
         rates.append(n / (time.perf_counter() - t0))
     return rates
+
+
+def run_shard_passes(source: str, hyp: dict, passes: int, workers: int) -> list[float]:
+    """Images/s of each full pass over the shard loader, shards written from `source` to a temporary folder."""
+    import tempfile
+
+    from utils.shards.loader import create_shard_loader
+    from utils.shards.write import write_shards
+
+    with tempfile.TemporaryDirectory() as tmp:
+        res = write_shards(source, tmp, "train-", 16)
+        loader, _ = create_shard_loader([str(Path(tmp) / res.pattern)], 640, 16, 32, hyp=hyp, augment=True,
+                                        workers=workers, seed=0)
+        rates = []
+        for _ in range(passes):
+            t0, n = time.perf_counter(), 0
+            for imgs, *_ in loader:
+                n += imgs.shape[0]
+            rates.append(n / (time.perf_counter() - t0))
+    return rates
+
+
+def _steady(rates: list[float]) -> float:
+    return float(np.mean(rates[1:]) if len(rates) > 1 else rates[0])
 
 
 def _timed(fn, reps: int) -> float:
@@ -82,8 +107,16 @@ def main() -> None:
     p.add_argument("--hyp", default="data/hyps/hyp.scratch-low.yaml")
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--shards", action="store_true", help="compare the tar-shard loader with the folder loader")
     add_baseline_arg(p)
     a = p.parse_args()
+    if a.shards:
+        cv2.setNumThreads(0)
+        hyp = load_hyp(a.hyp)
+        folder = _steady(run_passes(a.source, hyp, None, a.passes, a.workers))
+        shards = _steady(run_shard_passes(a.source, hyp, a.passes, a.workers))
+        print(f"folder loader {folder:.1f} img/s, shard loader {shards:.1f} img/s = {shards / folder:.2f}x folder")
+        return
     official, source = load_baseline(a.baseline)
     base = official["dataloader_img_s"]
     print(f"official loader: {base:.0f} img/s from {source}")

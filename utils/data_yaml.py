@@ -6,6 +6,8 @@ list of image paths, or a list of either; relative to `path`), `names` (list or 
 `generate: shapes` describes the embedded demo dataset, which is written on first use when its folder is
 absent (see utils/demo_data.py). A bare name (`coco.yaml`) not found in the working directory is looked up
 in data/ (utils/resolve.py); a folder laid out by hand may stand for a YAML (see `folder_yaml`).
+A split may name WebDataset tar shards by brace pattern, local or http(s) (`train: shards/train-{000000..000127}.tar`,
+see utils/shards/spec.py); those entries stay strings.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import yaml
 
 from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
 from utils.resolve import resolve_file
+from utils.shards.spec import is_shard_source, is_url
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 SPLITS = ("train", "val", "test")
@@ -26,9 +29,9 @@ SPLITS = ("train", "val", "test")
 class DataConfig:
     """A parsed data YAML with resolved split paths."""
     path: Path
-    train: list[Path] | None
-    val: list[Path] | None
-    test: list[Path] | None
+    train: list[Path | str] | None  # str: a tar shard pattern (utils/shards)
+    val: list[Path | str] | None
+    test: list[Path | str] | None
     names: list[str]
     nc: int
     yaml_file: Path
@@ -70,13 +73,17 @@ def _parse_names(raw: dict, yaml_file: Path) -> list[str]:
     raise UserTypeError(f"{yaml_file}: key 'names' must be a list or a dict, got {type(names).__name__}")
 
 
-def _resolve_split(raw: dict, key: str, root: Path, yaml_file: Path, must_exist: bool) -> list[Path] | None:
+def _resolve_split(raw: dict, key: str, root: Path, yaml_file: Path,
+                   must_exist: bool) -> list[Path | str] | None:
     value = raw.get(key)
     if value is None:
         return None
     items = value if isinstance(value, list) else [value]
     out = []
     for item in items:
+        if is_shard_source(str(item)):  # tar shards stay strings (URLs are not paths); checked when read
+            out.append(str(item) if is_url(str(item)) or Path(str(item)).is_absolute() else str(root / str(item)))
+            continue
         p = Path(str(item))
         p = p if p.is_absolute() else root / p
         if must_exist and not p.exists():

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from utils.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
+from utils.data_order import ResumableSampler
 from utils.data_yaml import img2label_paths, list_image_files
 from utils.image_check import read_image
 from utils.image_decode import decode_image
@@ -39,6 +40,17 @@ def rect_batch_shapes(shapes_wh: np.ndarray, batch_size: int, img_size: int, str
         elif lo > 1:
             shapes[i] = [1, 1 / lo]
     return order, bi, np.ceil(shapes * img_size / stride + pad).astype(int) * stride
+
+
+def resize_long_side(im: np.ndarray, img_size: int, augment: bool) -> np.ndarray:
+    """The image with its long side resized to img_size (bilinear when augmenting or enlarging, else area)."""
+    h0, w0 = im.shape[:2]
+    r = img_size / max(h0, w0)
+    if r == 1:
+        return im
+    interp = cv2.INTER_LINEAR if (augment or r > 1) else cv2.INTER_AREA
+    # truncation, as YOLOv5 v7.0 (int): with it val.py reproduces the official coco128 figures to 1e-7
+    return cv2.resize(im, (int(w0 * r), int(h0 * r)), interpolation=interp)
 
 
 class LoadImagesAndLabels(Dataset):
@@ -178,6 +190,8 @@ class LoadImagesAndLabels(Dataset):
         return im, labels, shapes
 
     def __getitem__(self, index: int):
+        if getattr(index, "seed", None) is not None:  # a SeededIndex (utils/data_order.py): per-sample draws
+            self._rng, self._rng_pid = np.random.default_rng(index.seed), os.getpid()
         index = int(self.indices[index])
         hyp, rng = self.hyp, self.rng()
         if self.mosaic and rng.random() < hyp["mosaic"]:
@@ -294,8 +308,10 @@ def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict 
                       augment: bool = False, cache: str | None = None, pad: float = 0.0, rect: bool = False,
                       workers: int = 8, shuffle: bool = False, seed: int = 0, single_cls: bool = False,
                       prefix: str = "", distributed: bool = False, nc: int | None = None,
-                      image_weights: bool = False, quad: bool = False):
-    """Build (loader, dataset). Shuffling uses a generator seeded with `seed`; DDP uses a DistributedSampler.
+                      image_weights: bool = False, quad: bool = False, sample_seeds: bool = False):
+    """Build (loader, dataset). Shuffled or DDP loaders use a ResumableSampler (utils/data_order.py: the order
+    of an epoch from `seed` and the epoch, DistributedSampler's; with `sample_seeds` each sample's augmentation
+    seeded from them too), so a checkpoint can resume mid-epoch.
 
     `image_weights`: an IndexSampler (loader.sampler) that yields the indices the training loop draws each epoch;
     `quad`: collate_fn4 (batches of batch_size // 4 images of twice the size)."""
@@ -306,11 +322,12 @@ def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict 
                                   single_cls=single_cls, stride=stride, pad=pad, prefix=prefix, nc=nc)
     batch_size = min(batch_size, len(dataset))
     nw = min(os.cpu_count() or 1, workers, batch_size if batch_size > 1 else 0)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (-1, 1)
     if image_weights:
-        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (-1, 1)
         sampler, shuffle = IndexSampler(len(dataset), rank, world), False
     else:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
+        sampler = ResumableSampler(len(dataset), rank, world, seed, shuffle, sample_seeds) \
+            if (distributed or shuffle) else None
     generator = torch.Generator()
     generator.manual_seed(seed)
     loader = InfiniteDataLoader if nw > 0 else DataLoader

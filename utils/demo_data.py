@@ -109,7 +109,8 @@ def make_shapes_dataset(root: str | Path, n_train: int = 400, n_val: int = 80, i
 
 
 def ensure_shapes_dataset(root: str | Path, **kwargs) -> Path:
-    """Generate the demo dataset at root unless a complete copy is there (built in a temp dir, then moved)."""
+    """Generate the demo dataset at root unless a complete copy is there (built in a temp dir, then moved; two
+    processes doing it at once on one disk, e.g. two nodes' local rank 0 on shared storage, both succeed)."""
     root = Path(root)
     if (root / DONE_MARKER).exists():
         return root
@@ -119,9 +120,15 @@ def ensure_shapes_dataset(root: str | Path, **kwargs) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".shapes-", dir=root.parent))
     try:
         make_shapes_dataset(tmp, **kwargs)
-        if root.exists():
-            root.rmdir()
-        os.replace(tmp, root)
+        if (root / DONE_MARKER).exists():  # another node sharing this disk finished first: keep its copy
+            return root
+        try:
+            if root.exists():
+                root.rmdir()
+            os.replace(tmp, root)
+        except OSError:
+            if not (root / DONE_MARKER).exists():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

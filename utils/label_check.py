@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 
-def _parse_rows(lines: list[str], path: str) -> np.ndarray:
+def _parse_rows(lines: list[str], path: str = "") -> np.ndarray:
     rows = [ln.split() for ln in lines if ln.strip()]
     for i, r in enumerate(rows, 1):
         if len(r) != 5:
@@ -77,7 +77,12 @@ def verify_label(path: str, nc: int | None = None) -> tuple[np.ndarray, str, str
             lines = f.read().splitlines()
         except UnicodeDecodeError as e:
             raise ValueError(f"not a text file ({e.reason})") from e
-    lb = _parse_rows(lines, path)
+    return check_label_lines(lines, nc)
+
+
+def check_label_lines(lines: list[str], nc: int | None = None) -> tuple[np.ndarray, str, str, int]:
+    """The checks of `verify_label` on a label file's lines (e.g. a `.txt` read from a tar shard)."""
+    lb = _parse_rows(lines)
     if not len(lb):
         return lb, "empty", "", 0
     _check_values(lb, nc)

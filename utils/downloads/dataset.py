@@ -10,7 +10,8 @@ from utils.downloads.spec import parse_download
 
 def missing_split_paths(cfg: DataConfig) -> list[Path]:
     """The train/val paths of `cfg` that do not exist."""
-    return [p for key in ("train", "val") for p in (getattr(cfg, key) or []) if not p.exists()]
+    return [p for key in ("train", "val") for p in (getattr(cfg, key) or [])
+            if isinstance(p, Path) and not p.exists()]  # str entries are shard patterns, read when used
 
 
 def ensure_dataset(data: str | Path | DataConfig | dict, progress: bool = True) -> DataConfig | dict:

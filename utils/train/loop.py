@@ -2,6 +2,7 @@
 tqdm bar. The functions read the trainer's parts (utils/train/trainer.py) and keep no state of their own."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import TYPE_CHECKING
@@ -116,10 +117,11 @@ def train_epoch(t: Trainer, epoch: int) -> torch.Tensor:
     sampler = getattr(t.loader, "sampler", None)
     if t.info.enabled and hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
-    mloss = torch.zeros(3)
-    pbar = enumerate(t.loader)
+    start, t.start_batch = t.start_batch, 0  # a resumed epoch: its first batches were done before the stop
+    mloss = t.start_mloss if start else torch.zeros(3)
+    pbar = enumerate(itertools.islice(t.loader, nb - start), start)
     if t.info.main:
-        pbar = tqdm(pbar, total=nb, bar_format=BAR_FORMAT)
+        pbar = tqdm(pbar, total=nb, initial=start, bar_format=BAR_FORMAT)
     t.optimizer.zero_grad(set_to_none=True)
     names = loss_names(t.compute_loss)
     for i, (imgs, targets, paths, _) in pbar:
@@ -142,5 +144,6 @@ def train_epoch(t: Trainer, epoch: int) -> torch.Tensor:
         mloss = (mloss * i + items.cpu()) / (i + 1)
         if t.info.main:
             pbar.set_description(_bar_text(epoch, t.opts.epochs, t.device, mloss, targets.shape[0], imgs.shape[-1]))
+        t.mloss = mloss
         t.hooks.fire("step_end", t, i=i, ni=ni, stepped=step)
     return mloss

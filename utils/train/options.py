@@ -49,6 +49,9 @@ class TrainOptions:
     resume_evolve: str = ""
     image_weights: bool = False
     quad: bool = False
+    save_period_steps: int = 0
+    deterministic: bool = False
+    dist_timeout: float = 1800.0
     save_dir: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +83,10 @@ class TrainOptions:
             ("evolve", self.evolve is None or self.evolve >= 1, "must be >= 1 generations"),
             ("image_weights", not (self.image_weights and self.rect), "cannot be combined with --rect"),
             ("quad", not self.quad or self.batch_size >= 4, "merges 4 images: needs --batch-size >= 4"),
+            ("save_period_steps", self.save_period_steps >= 0, "must be >= 0 (0: off)"),
+            ("save_period_steps", not (self.save_period_steps and self.image_weights),
+             "cannot be combined with --image-weights (its draw is not resumable mid-epoch)"),
+            ("dist_timeout", self.dist_timeout > 0, "must be > 0 seconds"),
             ("evolve", not (self.evolve and self.resume), "cannot be combined with --resume (use --resume-evolve)"),
         ]
         for name, ok, why in checks:

@@ -1,7 +1,6 @@
 """Run setup of a Trainer: resume lookup, run folder, hyp, data, model (+ --weights transfer), freezing, loaders."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from pathlib import Path
@@ -20,19 +19,10 @@ from utils.train.options import TrainOptions
 LOGGER = logging.getLogger("yolo")
 
 
-@contextlib.contextmanager
-def main_process_first(info: DistInfo):
-    """Let rank 0 do a step first (dataset generation, label caches), the other ranks after it."""
-    if info.enabled and not info.main:
-        dist.barrier()
-    yield
-    if info.enabled and info.main:
-        dist.barrier()
-
-
 def find_last_checkpoint(search_dir: str | Path) -> Path:
-    """The most recently written last.pt under `search_dir` (for a bare --resume)."""
-    found = sorted(Path(search_dir).rglob("last.pt"), key=lambda p: p.stat().st_mtime)
+    """The most recently written last.pt or step checkpoint last_step.pt under `search_dir` (a bare --resume)."""
+    found = sorted([*Path(search_dir).rglob("last.pt"), *Path(search_dir).rglob("last_step.pt")],
+                   key=lambda p: p.stat().st_mtime)
     if not found:
         raise UserFileNotFoundError(f"--resume: no last.pt found under {search_dir}; give the path: --resume PATH")
     return found[-1]
@@ -99,13 +89,20 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
     Label files are checked against the data YAML's classes (`data.nc`); `nc` is the model's (1 with --single-cls,
     whose labels the dataset maps to class 0 after that check)."""
     from utils.dataloaders import create_dataloader
+    from utils.train.ddp import local_main_first
 
     bs = opts.batch_size // info.world_size
-    with main_process_first(info):
-        loader, dataset = create_dataloader(
-            data.train, imgsz, bs, gs, hyp=hyp, augment=True, cache=opts.cache, rect=opts.rect,
-            workers=opts.workers, shuffle=True, seed=opts.seed, single_cls=opts.single_cls, prefix="train: ",
-            distributed=info.enabled, nc=data.nc, image_weights=opts.image_weights, quad=opts.quad)
+    if _is_shards(data.val):
+        raise UserValueError(f"{data.yaml_file}: 'val' names tar shards; validation reads an image folder or list")
+    if _is_shards(data.train):
+        loader, dataset = _shard_loader(opts, data, imgsz, bs, gs, hyp, info)
+    else:
+        with local_main_first(info):  # label and image caches: once per node, on that node's disk
+            loader, dataset = create_dataloader(
+                data.train, imgsz, bs, gs, hyp=hyp, augment=True, cache=opts.cache, rect=opts.rect,
+                workers=opts.workers, shuffle=True, seed=opts.seed, single_cls=opts.single_cls, prefix="train: ",
+                distributed=info.enabled, nc=data.nc, image_weights=opts.image_weights, quad=opts.quad,
+                sample_seeds=opts.deterministic)
     labels = [lb for lb in dataset.labels if len(lb)]
     mlc = int(max(lb[:, 0].max() for lb in labels)) if labels else -1
     if mlc >= nc:
@@ -118,22 +115,41 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
     return loader, dataset, val_loader
 
 
+def _is_shards(sources: list | None) -> bool:
+    return any(isinstance(s, str) for s in sources or [])  # data_yaml keeps tar shard patterns as str
+
+
+def _shard_loader(opts: TrainOptions, data: Any, imgsz: int, bs: int, gs: int, hyp: dict, info: DistInfo):
+    """The train loader over tar shards (utils/shards); flags that need the whole dataset up front do not apply."""
+    from utils.shards.loader import create_shard_loader
+
+    for flag, on in (("--rect", opts.rect), ("--cache", opts.cache), ("--image-weights", opts.image_weights)):
+        if on:
+            raise UserValueError(f"{flag} needs an image folder; {data.yaml_file} streams tar shards")
+    return create_shard_loader(data.train, imgsz, bs, gs, hyp=hyp, augment=True, workers=opts.workers,
+                               seed=opts.seed, single_cls=opts.single_cls, prefix="train: ", rank=info.rank,
+                               world_size=info.world_size, nc=data.nc, quad=opts.quad)
+
+
 def reset_loader(loader: Any) -> None:
     """Restart persistent workers so a change to the dataset (e.g. mosaic off) reaches them."""
     if hasattr(loader, "iterator"):
         loader.iterator = torch.utils.data.DataLoader.__iter__(loader)
 
 
-def resume_options(opts: TrainOptions) -> tuple[TrainOptions, dict, dict]:
+def resume_options(opts: TrainOptions, info: DistInfo) -> tuple[TrainOptions, dict, dict]:
     """Options saved in the checkpoint (device and workers from the command line), the checkpoint, its state."""
-    from utils.train.state import read_train_state
+    from utils.train.resume import on_rank0, read_state_on_rank0
+    from utils.train.step_state import resume_position
 
-    path = resume_path(opts)
-    ckpt, state = read_train_state(path)
+    # rank 0 finds and reads the checkpoint, the other ranks (nodes) get it from there
+    path = Path(on_rank0(lambda: str(resume_path(opts)), info))
+    ckpt, state = read_state_on_rank0(path, info)
     saved = TrainOptions.from_dict(state["opt"], f"{path} (train_state.opt)")
     saved.resume, saved.device, saved.workers = str(path), opts.device, opts.workers
     saved.save_dir = str(path.parent.parent)
-    LOGGER.info(f"Resuming training from {path} at epoch {state['epoch'] + 1}/{saved.epochs}")
+    epoch, batch = resume_position(state)
+    LOGGER.info(f"Resuming training from {path} at epoch {epoch}/{saved.epochs}" + (f", batch {batch}" if batch else ""))
     return saved, ckpt, state
 
 
@@ -146,12 +162,19 @@ def prepare_run(t: Any) -> tuple[dict | None, dict | None]:
     from utils.hyp import load_hyp, validate_hyp
     from utils.torch_utils import init_seeds
 
+    from utils.train.ddp import local_main_first
+    from utils.train.resume import auto_resume, elastic_run_id, write_run_marker
+
     ckpt = state = None
+    t.opts = auto_resume(t.opts, t.info)  # a torchrun restart continues its run by itself
     if t.opts.resume:
-        t.opts, ckpt, state = resume_options(t.opts)
+        t.opts, ckpt, state = resume_options(t.opts, t.info)
     opts, info = t.opts, t.info
     t.save_dir = Path(opts.save_dir) if state else make_save_dir(opts, info)
     opts.save_dir = str(t.save_dir)
+    if info.main and elastic_run_id():
+        t.save_dir.mkdir(parents=True, exist_ok=True)
+        write_run_marker(t.save_dir, elastic_run_id())
     if state:
         t.hyp = dict(state["hyp"])
     else:
@@ -160,8 +183,12 @@ def prepare_run(t: Any) -> tuple[dict | None, dict | None]:
         (t.save_dir / "weights").mkdir(parents=True, exist_ok=True)
         write_yaml(t.save_dir / "hyp.yaml", t.hyp)
         write_yaml(t.save_dir / "opt.yaml", opts.to_dict())
-    init_seeds(opts.seed + 1 + info.rank)
-    with main_process_first(info):
+    if opts.deterministic:
+        from utils.train.deterministic import setup_deterministic
+        setup_deterministic(opts.seed, info.rank)
+    else:
+        init_seeds(opts.seed + 1 + info.rank)
+    with local_main_first(info):  # the demo dataset's generation: once per node
         t.data = ensure_dataset(opts.data)
     t.names = ["item"] if opts.single_cls and len(t.data.names) != 1 else list(t.data.names)
     nc = 1 if opts.single_cls else t.data.nc
@@ -174,6 +201,6 @@ def prepare_run(t: Any) -> tuple[dict | None, dict | None]:
     t.gs = max(int(t.model.stride.max()), 32)
     t.imgsz = check_img_size(opts.imgsz, t.gs)
     t.loader, t.dataset, t.val_loader = build_loaders(opts, t.data, t.imgsz, t.gs, t.hyp, len(t.names), info)
-    if not state and not opts.noautoanchor:
+    if not state and not opts.noautoanchor and len(t.dataset.labels):  # streamed shards: no label statistics
         check_anchors(t.dataset, t.model.detect, thr=t.hyp["anchor_t"], imgsz=t.imgsz)
     return ckpt, state

@@ -76,6 +76,8 @@ class Trainer:
         self.results: list[float] = [0.0] * 7
         self.maps: np.ndarray | None = None  # per-class mAP50-95 of the last validation (--image-weights)
         self.last_opt_step, self.optimizer_steps = -1, 0
+        self.start_batch, self.start_mloss = 0, torch.zeros(3)  # mid-epoch resume: batches done, their mean loss
+        self.mloss = torch.zeros(3)  # the running mean loss items of the epoch (set by the loop, each batch)
         self.stopper: EarlyStopping | None = None
         self.stop = False
 
@@ -90,6 +92,9 @@ class Trainer:
         self.plot_dir = self.save_dir if (self.info.main and not self.opts.noplots) else None
         self._setup_optimization(state, ckpt)
         self._attach_callbacks(state is not None)
+        if state and state.get("mid_epoch"):  # last, so that nothing set up after it draws from them
+            from utils.train.step_state import restore_rng
+            restore_rng(state, self.info.rank, self.info.world_size)
         return self
 
     def _setup_optimization(self, state: dict | None, ckpt: dict | None) -> None:
@@ -119,7 +124,12 @@ class Trainer:
             self.last_opt_step = int(state.get("last_opt_step", -1))
             if self.info.main:
                 truncate_results_csv(self.save_dir / "results.csv", self.start_epoch)
+        if state and state.get("mid_epoch"):
+            self.start_epoch = int(state["mid_epoch"]["epoch"])
         self.scheduler = build_scheduler(self.optimizer, opts.epochs, hyp["lrf"], opts.cos_lr, self.start_epoch)
+        if state:  # the data order (and mid-epoch the next batch, its loss and learning rates) where it stopped
+            from utils.train.step_state import position_loader, restore_mid_epoch
+            restore_mid_epoch(self, state) if state.get("mid_epoch") else position_loader(self.loader, self.start_epoch)
         self.compute_loss = make_loss(model.detect, hyp, len(self.names), self.imgsz, opts.label_smoothing)
         self.nw = warmup_iters(hyp["warmup_epochs"], len(self.loader))
         self.train_model = wrap_ddp(model, self.info, self.device, opts.sync_bn)
@@ -134,6 +144,9 @@ class Trainer:
             CloseMosaic(opts.close_mosaic).attach(self)
         if opts.image_weights:
             ImageWeights().attach(self)
+        if opts.save_period_steps:  # every rank: all hand their RNG states to rank 0
+            from utils.train.step_state import StepCheckpointer
+            StepCheckpointer(opts.save_period_steps).attach(self)
         if self.info.main:
             ResultsLogger(self.save_dir, enabled=True).attach(self)
             CheckpointSaver(self.save_dir / "weights", opts.nosave, opts.save_period).attach(self)
@@ -256,7 +269,7 @@ def train(opts: TrainOptions, hyp: dict | None = None) -> TrainResult:
         raise UserValueError(f"--batch-size {opts.batch_size} must be a multiple of WORLD_SIZE {info.world_size}")
     device = ddp_device(info, select_device(opts.device))
     own_group = info.enabled and not dist.is_initialized()  # an evolution keeps one group for all generations
-    init_process_group(info, device)
+    init_process_group(info, device, opts.dist_timeout)
     try:
         return Trainer(opts, info, device, hyp).setup().fit()
     finally:
