@@ -20,55 +20,23 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.backend_export import detections, with_thresholds
-from utils.augment import letterbox
+from utils.data.augment import letterbox
 from utils.boxes import scale_boxes
 from utils.nms import head_nms_kwargs
 from utils.detect_output import ResultWriter
+from utils.detection.options import DetectOptions
+from utils.image_size import as_hw
 from utils.paths import increment_path
-from utils.sources import Frame, iter_source
+from utils.data.sources import Frame, iter_source
 
 LOGGER = logging.getLogger("yolo.detect")
-
-
-@dataclass
-class DetectOptions:
-    """Command-line options of detect.py (names as `run()` takes them)."""
-    weights: str = "yolov5s.pt"
-    source: str = "data/images"
-    cfg: str | None = None
-    imgsz: list[int] = field(default_factory=lambda: [640])
-    conf_thres: float = 0.25
-    iou_thres: float = 0.45
-    max_det: int = 1000
-    device: str = ""
-    view_img: bool = False
-    save_txt: bool = False
-    save_conf: bool = False
-    save_crop: bool = False
-    nosave: bool = False
-    classes: list[int] | None = None
-    agnostic_nms: bool = False
-    augment: bool = False
-    project: str = "runs/detect"
-    name: str = "exp"
-    exist_ok: bool = False
-    line_thickness: int = 3
-    hide_labels: bool = False
-    hide_conf: bool = False
-    half: bool = False
-    vid_stride: int = 1
-    batch_size: int = 8
-    darknet_mode: bool = False  # Darknet .weights: Darknet's own preprocessing and NMS (detect_image)
-    runtime: str | None = None  # --backend: ONNX Runtime execution provider / OpenVINO device
-    compile: bool = False  # PyTorch weights: torch.compile (inductor, frozen)
-    bf16: bool = False  # PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)
 
 
 @dataclass
@@ -160,11 +128,6 @@ def infer_images(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[li
     return dets, [0.0, time.perf_counter() - t0, 0.0]
 
 
-def _imgsz(imgsz) -> tuple[int, int]:
-    sizes = list(imgsz) if isinstance(imgsz, (list, tuple)) else [imgsz]
-    return (sizes[0], sizes[0]) if len(sizes) == 1 else (sizes[0], sizes[1])
-
-
 def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs) -> tuple[Path, list]:
     """Detect on `source` -> (save_dir, [(path, frame index, det (n, 6) [x1, y1, x2, y2, conf, cls]), ...]).
 
@@ -173,7 +136,7 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     """
     opt = DetectOptions(weights=str(weights), source=str(source), **kwargs)
     detector = load_detector(opt)
-    names, stride, imgsz = detector.names, detector.stride, _imgsz(opt.imgsz)
+    names, stride, imgsz = detector.names, detector.stride, as_hw(opt.imgsz)
     step = infer_images if detector.detect_image is not None else infer
     if detector.detect_image is None:
         with_thresholds(detector, opt.conf_thres, opt.iou_thres, multi_label=False)

@@ -52,21 +52,21 @@ def model_weights(name: str, folder: Path) -> tuple[Path, bool]:
 
 def export_all(weights: Path, folder: Path, backends: list[str], batches: list[int]) -> dict[str, dict[int, Path]]:
     """{backend: {batch: file}} of every export the backends need (batch None: any batch)."""
-    import export
+    from utils.export.exporter import run as export_run
 
     files: dict[str, dict] = {"eager": {0: weights}, "compiled": {0: weights}}
     fmts = [f for f in ("onnx", "openvino") if f in backends]
     if fmts:
-        out = export.run(weights, include=fmts, imgsz=(IMGSZ,), dynamic=True, project=folder, name="dyn",
+        out = export_run(weights, include=fmts, imgsz=(IMGSZ,), dynamic=True, project=folder, name="dyn",
                          exist_ok=True)
         files |= {f: {0: out[f]} for f in fmts}
     if "openvino-int8" in backends:
         data = SHARED / "datasets" / "coco128" / "coco128.yaml"
-        out = export.run(weights, include=("openvino",), imgsz=(IMGSZ,), dynamic=True, int8=True, data=str(data),
+        out = export_run(weights, include=("openvino",), imgsz=(IMGSZ,), dynamic=True, int8=True, data=str(data),
                          project=folder, name="int8", exist_ok=True)
         files["openvino-int8"] = {0: out["openvino"]}
     if "torchscript" in backends:
-        files["torchscript"] = {bs: export.run(weights, include=("torchscript",), imgsz=(IMGSZ,), batch_size=bs,
+        files["torchscript"] = {bs: export_run(weights, include=("torchscript",), imgsz=(IMGSZ,), batch_size=bs,
                                                project=folder, name=f"ts{bs}", exist_ok=True)["torchscript"]
                                 for bs in sorted(set(batches) | {1})}
     return {k: v for k, v in files.items() if k in backends}

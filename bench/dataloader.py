@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
-from utils.augment import augment_hsv, random_perspective
-from utils.dataloaders import LoadImagesAndLabels, create_dataloader
+from utils.data.augment import augment_hsv, random_perspective
+from utils.data.dataloaders import LoadImagesAndLabels, create_dataloader
 from utils.hyp import load_hyp
-from utils.data_yaml import list_image_files
-from utils.image_check import read_image
-from utils.image_decode import decode_image
-from utils.mosaic import mosaic4
+from utils.data.files import list_image_files
+from utils.data.image_check import read_image
+from utils.data.image_decode import decode_image
+from utils.data.mosaic import mosaic4
 
 def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: int) -> list[float]:
     """Images/s of each full pass over the training loader."""
@@ -45,8 +45,8 @@ def run_shard_passes(source: str, hyp: dict, passes: int, workers: int) -> list[
     """Images/s of each full pass over the shard loader, shards written from `source` to a temporary folder."""
     import tempfile
 
-    from utils.shards.loader import create_shard_loader
-    from utils.shards.write import write_shards
+    from utils.data.shards.loader import create_shard_loader
+    from utils.data.shards.write import write_shards
 
     with tempfile.TemporaryDirectory() as tmp:
         res = write_shards(source, tmp, "train-", 16)
@@ -73,7 +73,7 @@ def _timed(fn, reps: int) -> float:
 
 
 def decode_ms(files: list[str], picks, reps: int = 32) -> float:
-    """Milliseconds to decode the 4 images of one mosaic sample as the training loader does (utils/image_decode)."""
+    """Milliseconds to decode the 4 images of one mosaic sample as the training loader does (utils/data/image_decode.py)."""
     return _timed(lambda: [decode_image(files[i], 640) for i in picks], reps)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 from tests.demo_subset import demo_subset_yaml
-from utils.data_yaml import img2label_paths, load_data_yaml
+from utils.data.data_yaml import load_data_yaml
+from utils.data.files import img2label_paths
 
 REPO = Path(__file__).resolve().parents[1]
 AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",

@@ -324,7 +324,7 @@ def yolov5n_official() -> Model:
 
 def test_per_image_loss_is_independent_of_the_batch(yolov5n_official: Model, coco_few: Path) -> None:
     from utils.analysis.image_loss import loss_hyp, per_image_losses
-    from utils.dataloaders import create_dataloader
+    from utils.data.dataloaders import create_dataloader
     from utils.hyp import load_hyp
     from utils.loss import ComputeLoss
 
@@ -398,7 +398,7 @@ def test_positive_samples_hand_case(yolov5n: Model) -> None:
 
 
 def _coco_batch(coco_few: Path, n: int = 6):
-    from utils.dataloaders import create_dataloader
+    from utils.data.dataloaders import create_dataloader
 
     loader, _ = create_dataloader(str(coco_few.parent / "images"), 256, n, 32, workers=0)
     return next(iter(loader))

@@ -8,9 +8,9 @@ import torch
 
 from tests.shared_data import shared_path
 from utils.annotate import draw_boxes
-from utils.augment import augment_hsv, box_candidates, flip_lr, flip_ud, letterbox, mixup, random_perspective
+from utils.data.augment import augment_hsv, box_candidates, flip_lr, flip_ud, letterbox, mixup, random_perspective
 from utils.boxes import xywhn2xyxy
-from utils.dataloaders import LoadImagesAndLabels, create_dataloader
+from utils.data.dataloaders import LoadImagesAndLabels, create_dataloader
 from utils.hyp import HYP_KEYS, load_hyp
 
 HYP_LOW = "data/hyps/hyp.scratch-low.yaml"

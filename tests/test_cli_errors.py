@@ -112,8 +112,8 @@ def test_library_raises_user_errors(tmp_path):
     """The library's checks for the user's files raise UserErrors (and stay catchable as the built-ins)."""
     from models import load_model
     from models.yolo import Model
-    from utils.data_yaml import load_data_yaml
-    from utils.sources import source_kind
+    from utils.data.data_yaml import load_data_yaml
+    from utils.data.sources import source_kind
 
     with pytest.raises(UserFileNotFoundError, match="weights not found: .*nope.pt"):
         load_model(tmp_path / "nope.pt")

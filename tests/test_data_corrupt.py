@@ -13,8 +13,8 @@ import yaml
 
 import val
 from tests.shared_data import shared_path
-from utils.dataloaders import LoadImagesAndLabels
-from utils.label_cache import cache_path_for
+from utils.data.dataloaders import LoadImagesAndLabels
+from utils.data.label_cache import cache_path_for
 
 N_IMAGES = 12
 

@@ -18,11 +18,11 @@ from PIL import Image, ImageOps
 from torch.utils.data import DistributedSampler
 
 from tests.shared_data import shared_path
-from utils.augment import PAD_COLOR
+from utils.data.augment import PAD_COLOR
 from utils.boxes import xywhn2xyxy
-from utils.dataloaders import LoadImagesAndLabels, create_dataloader
+from utils.data.dataloaders import LoadImagesAndLabels, create_dataloader
 from utils.hyp import load_hyp
-from utils.image_check import read_image
+from utils.data.image_check import read_image
 
 HYP_LOW = "data/hyps/hyp.scratch-low.yaml"
 W, H = 200, 120  # synthetic images: 200 wide, 120 high

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.shared_data import shared_path
-from utils.augment import letterbox
-from utils.data_yaml import load_data_yaml
-from utils.dataloaders import LoadImagesAndLabels
+from utils.data.augment import letterbox
+from utils.data.data_yaml import load_data_yaml
+from utils.data.dataloaders import LoadImagesAndLabels
 
 
 def _cases():

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils.data_yaml import img2label_paths, load_data_yaml
+from utils.data.data_yaml import load_data_yaml
+from utils.data.files import img2label_paths
 from utils.hyp import HYP_KEYS, load_hyp
 
 

@@ -7,7 +7,7 @@ import yaml
 
 from models.yolo import load_model_yaml
 from utils.converters import check_converter_args
-from utils.data_yaml import load_data_yaml
+from utils.data.data_yaml import load_data_yaml
 from utils.downloads.spec import parse_download
 from utils.hyp import load_hyp
 from utils.resolve import ROOT, resolve_file

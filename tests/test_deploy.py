@@ -31,7 +31,8 @@ def coco128_subset(folder, n: int = N_IMAGES):
     """A data YAML whose val (and train) split lists the first n coco128 images (labels beside them in shared/)."""
     import yaml
 
-    from utils.data_yaml import list_image_files, load_data_yaml
+    from utils.data.data_yaml import load_data_yaml
+    from utils.data.files import list_image_files
 
     cfg = load_data_yaml(shared_path("datasets", "coco128", "coco128.yaml"))
     (folder / "images.txt").write_text("\n".join(list_image_files(cfg.sources("val"))[:n]) + "\n")

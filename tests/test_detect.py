@@ -11,7 +11,7 @@ import torch
 import detect
 from tests.detections import assert_same_detections
 from tests.shared_data import shared_path
-from utils.sources import iter_source, source_kind
+from utils.data.sources import iter_source, source_kind
 
 STEMS = ("000000000009", "000000000025", "000000000030", "000000000034")
 

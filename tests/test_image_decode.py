@@ -1,4 +1,4 @@
-"""utils/image_decode.py: the loader's fast JPEG decode gives OpenCV's pixels (EXIF orientation included), and its
+"""utils/data/image_decode.py: the loader's fast JPEG decode gives OpenCV's pixels (EXIF orientation included), and its
 reduced-size decode a stated, small difference."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.shared_data import shared_path
-from utils.data_yaml import list_image_files
-from utils.image_decode import decode_image, jpeg_orientation, reduced_min_size
+from utils.data.files import list_image_files
+from utils.data.image_decode import decode_image, jpeg_orientation, reduced_min_size
 
 simplejpeg = pytest.importorskip("simplejpeg", reason="simplejpeg is not installed (requirements-deploy.txt)")
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from tests.demo_subset import demo_subset_yaml
 from tests.shared_data import shared_path
-from utils.dataloaders import IndexSampler, LoadImagesAndLabels, create_dataloader
-from utils.image_weights import class_weights, draw_indices, image_weights
+from utils.data.dataloaders import IndexSampler, LoadImagesAndLabels, create_dataloader
+from utils.data.image_weights import class_weights, draw_indices, image_weights
 from utils.train.setup import reset_loader
 
 S = 64

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import mosaic as mosaic_mod
+from utils.data import mosaic as mosaic_mod
 from utils.boxes import xywhn2xyxy
-from utils.dataloaders import LoadImagesAndLabels
+from utils.data.dataloaders import LoadImagesAndLabels
 from utils.hyp import HYP_KEYS
-from utils.mosaic import mosaic4
+from utils.data.mosaic import mosaic4
 
 S = 96  # mosaic tile size (canvas 2S x 2S before the crop back to S x S)
 # image (h, w) and its two boxes as integer pixel (x1, y1, x2, y2); boxes never touch each other
@@ -117,7 +117,7 @@ def test_dataset_mosaic_labels_cover_their_pixels(tmp_path):
 
 def test_dataset_with_shifted_mosaic_is_rejected(tmp_path, monkeypatch):
     root = _write_dataset(tmp_path)
-    monkeypatch.setattr("utils.dataloaders.mosaic4", _shifted_mosaic4)
+    monkeypatch.setattr("utils.data.dataloaders.mosaic4", _shifted_mosaic4)
     samples = _dataset_samples(root, 8)
     with pytest.raises(AssertionError):
         for im, lab in samples:

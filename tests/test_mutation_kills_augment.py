@@ -1,4 +1,4 @@
-"""utils/augment.py: letterbox's defaults (auto, stride-multiple padding, resize), shear in degrees, and the
+"""utils/data/augment.py: letterbox's defaults (auto, stride-multiple padding, resize), shear in degrees, and the
 box_candidates size edge. Written against mutants that survived tests/test_augment.py (docs/mutation_testing.md).
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from utils.augment import _perspective_matrix, box_candidates, letterbox
+from utils.data.augment import _perspective_matrix, box_candidates, letterbox
 
 
 class _Draws:

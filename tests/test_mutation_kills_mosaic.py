@@ -1,4 +1,4 @@
-"""utils/mosaic.py: where each tile lands, and labels that still sit on their objects' pixels.
+"""utils/data/mosaic.py: where each tile lands, and labels that still sit on their objects' pixels.
 
 Written against mutants that survived tests/test_augment.py (e.g. `if i == 0` -> `if i != 0` in _placement);
 docs/mutation_testing.md has the list.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.mosaic import _placement, mosaic4
+from utils.data.mosaic import _placement, mosaic4
 
 
 class _Centre:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import random
 import socket
@@ -21,10 +20,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from tests.demo_subset import demo_subset_yaml
 from utils.cli import UserError
-from utils.dataloaders import LoadImagesAndLabels
+from utils.data.dataloaders import LoadImagesAndLabels
 from utils.hyp import load_hyp
 from utils.seeding import capture_rng_states, restore_rng_states
-from utils.data_order import ResumableSampler, SeededIndex
+from utils.data.data_order import ResumableSampler, SeededIndex
 from utils.train.ddp import DistInfo, init_process_group, local_main_first
 from utils.train.resume import find_elastic_run, write_run_marker
 from utils.train.step_state import newest_checkpoint, resume_position, step_due
@@ -182,7 +181,7 @@ def test_node_work_done_by_each_nodes_local_rank_0_first(tmp_path, local_ranks):
 
 
 def _generate(root: str, out: str, i: int) -> None:
-    from utils.demo_data import ensure_shapes_dataset
+    from utils.data.demo_data import ensure_shapes_dataset
     ensure_shapes_dataset(root, n_train=30, n_val=2, imgsz=64)
     Path(out, f"ok{i}").write_text("done")
 

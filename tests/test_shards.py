@@ -13,12 +13,13 @@ import yaml
 from tests.demo_subset import demo_subset_yaml
 from tests.local_http import serve
 from tools.make_shards import make_shards
-from utils.data_yaml import img2label_paths, load_data_yaml
+from utils.data.data_yaml import load_data_yaml
+from utils.data.files import img2label_paths
 from utils.hyp import load_hyp
-from utils.label_check import check_label_lines
-from utils.shards.loader import create_shard_loader
-from utils.shards.read import ShardDataset, reader_quotas, worker_skips
-from utils.shards.spec import expand, index_location, resolve_shards
+from utils.data.label_check import check_label_lines
+from utils.data.shards.loader import create_shard_loader
+from utils.data.shards.read import ShardDataset, reader_quotas, worker_skips
+from utils.data.shards.spec import expand, index_location, resolve_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 N, SHARD = 16, 2  # 8 shards: 2 per reader of 2 ranks x 2 workers

@@ -81,7 +81,7 @@ def test_convert_help():
 
 @pytest.mark.slow
 def test_analysis_and_browser_write_pictures(tmp_path):
-    from utils.demo_data import make_shapes_dataset
+    from utils.data.demo_data import make_shapes_dataset
     import cv2
     root = make_shapes_dataset(tmp_path / "shapes", n_train=12, n_val=4, imgsz=128)
     yaml = tmp_path / "d.yaml"
@@ -95,7 +95,7 @@ def test_analysis_and_browser_write_pictures(tmp_path):
 
 
 def test_demo_dataset_deterministic(tmp_path):
-    from utils.demo_data import make_shapes_dataset
+    from utils.data.demo_data import make_shapes_dataset
     a = make_shapes_dataset(tmp_path / "a", n_train=5, n_val=2, imgsz=96, seed=1)
     b = make_shapes_dataset(tmp_path / "b", n_train=5, n_val=2, imgsz=96, seed=1)
     for f in sorted((a / "labels" / "train").glob("*.txt")):

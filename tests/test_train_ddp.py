@@ -20,7 +20,7 @@ from models.checkpoint import read_checkpoint
 from tests.demo_subset import demo_subset_yaml
 from tests.same_image_data import no_augment_hyp, same_image_yaml
 from train import parse_opt, train
-from utils.dataloaders import create_dataloader
+from utils.data.dataloaders import create_dataloader
 from utils.train import loop
 
 ROOT = Path(__file__).resolve().parents[1]

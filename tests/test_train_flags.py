@@ -15,7 +15,7 @@ import train as train_mod
 from models import load_model
 from models.checkpoint import read_checkpoint
 from tests.demo_subset import demo_subset_yaml
-from utils.dataloaders import LoadImagesAndLabels
+from utils.data.dataloaders import LoadImagesAndLabels
 from utils.train import loop
 from utils.train.loggers import read_results_csv
 
@@ -150,7 +150,8 @@ def test_multi_scale_and_bf16_on_cpu(data, tmp_path, monkeypatch):
 def wide_tall_data(tmp_path_factory) -> Path:
     """16 demo images squeezed to 256x128 (8, aspect h/w 0.5) and 128x256 (8, aspect 2), labels unchanged
     (normalised boxes survive an anisotropic resize), so --rect batches are not square."""
-    from utils.data_yaml import img2label_paths, load_data_yaml
+    from utils.data.data_yaml import load_data_yaml
+    from utils.data.files import img2label_paths
 
     tmp = tmp_path_factory.mktemp("widetall")
     cfg = load_data_yaml(demo_subset_yaml(tmp, 16, 8))

@@ -6,8 +6,8 @@ import torch
 
 from models.yolo import Model
 from tests.demo_subset import demo_subset_yaml
-from utils.data_yaml import load_data_yaml
-from utils.dataloaders import create_dataloader
+from utils.data.data_yaml import load_data_yaml
+from utils.data.dataloaders import create_dataloader
 from utils.loss_factory import make_loss
 from utils.loss_v8 import V8DetectionLoss
 

@@ -36,16 +36,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    import torch
 
     from utils.analysis.assigner_compare import assigner_name, draw_panel, positives_of, summary_line
-    from utils.data_yaml import load_data_yaml
-    from utils.dataloaders import create_dataloader
+    from utils.downloads import ensure_dataset
+    from utils.data.dataloaders import create_dataloader
     from utils.loss_factory import make_loss
 
     opt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = load_data_yaml(opt.data)
+    data = ensure_dataset(opt.data)
     sources = [("weights", w) for w in opt.weights] if opt.weights else [("cfg", c) for c in opt.cfg or DEFAULT_CFGS]
     models = [analysis_model(**{kind: src}, nc=None if kind == "weights" else data.nc) for kind, src in sources]
     stride = max(int(m.stride.max()) for m in models)

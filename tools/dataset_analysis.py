@@ -13,8 +13,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.data_yaml import img2label_paths, list_image_files, load_data_yaml  # noqa: E402
-from utils.label_cache import load_verified  # noqa: E402
+from utils.downloads import ensure_dataset  # noqa: E402
+from utils.data.files import img2label_paths, list_image_files  # noqa: E402
+from utils.data.label_cache import load_verified  # noqa: E402
 from utils.plot_labels import plot_labels  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=9)
     p.add_argument("--out", default="runs/analysis")
     a = p.parse_args()
-    cfg = load_data_yaml(a.data)
+    cfg = ensure_dataset(a.data)
     files = list_image_files(cfg[a.split])
     res = load_verified(files, img2label_paths(files), cfg.nc)
     print(res.summary())

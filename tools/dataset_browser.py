@@ -12,8 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import UserValueError  # noqa: E402
-from utils.data_yaml import load_data_yaml  # noqa: E402
-from utils.dataloaders import LoadImagesAndLabels  # noqa: E402
+from utils.downloads import ensure_dataset  # noqa: E402
+from utils.data.dataloaders import LoadImagesAndLabels  # noqa: E402
 from utils.plot_labels import plot_images  # noqa: E402
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--out", default="runs/browse")
     a = p.parse_args()
-    cfg = load_data_yaml(a.data)
+    cfg = ensure_dataset(a.data)
     ds = LoadImagesAndLabels(cfg[a.split], img_size=a.imgsz, nc=cfg.nc)
     items = [ds[i] for i in range(a.start, min(a.start + a.n, len(ds)))]
     if not items:

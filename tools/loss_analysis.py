@@ -50,13 +50,13 @@ def curves(files: list[str], out: Path) -> None:
 
 
 def hardest(opt: argparse.Namespace, out: Path) -> None:
-    from utils.data_yaml import load_data_yaml
-    from utils.dataloaders import LoadImagesAndLabels, create_dataloader
+    from utils.downloads import ensure_dataset
+    from utils.data.dataloaders import LoadImagesAndLabels, create_dataloader
     from utils.hyp import load_hyp
     from utils.plot_labels import plot_images
 
     model = analysis_model(opt.cfg, opt.weights)
-    data = load_data_yaml(opt.data)
+    data = ensure_dataset(opt.data)
     stride = int(model.stride.max())
     loader, dataset = create_dataloader(data.sources(opt.split), opt.imgsz, opt.batch_size, stride,
                                         workers=0, nc=data.nc)

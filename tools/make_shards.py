@@ -21,7 +21,7 @@ import yaml  # noqa: E402
 
 from utils.cli import UserValueError  # noqa: E402
 from utils.downloads import ensure_dataset  # noqa: E402
-from utils.shards.write import write_shards  # noqa: E402
+from utils.data.shards.write import write_shards  # noqa: E402
 
 
 def make_shards(data: str, out: Path, shard_size: int, splits: list[str], base_url: str = "") -> Path:

@@ -36,8 +36,8 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "utils/nms.py": ("tests/test_nms.py",),
     "utils/metrics.py": ("tests/test_metrics.py",),
     "utils/boxes.py": ("tests/test_boxes.py",),
-    "utils/mosaic.py": ("tests/test_augment.py",),
-    "utils/augment.py": ("tests/test_augment.py",),
+    "utils/data/mosaic.py": ("tests/test_augment.py",),
+    "utils/data/augment.py": ("tests/test_augment.py",),
     "utils/train/loop.py": ("tests/test_train_units.py", "tests/test_train_flags.py"),
     "utils/train/state.py": ("tests/test_train_units.py",),
 }

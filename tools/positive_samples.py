@@ -41,14 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from utils.data_yaml import load_data_yaml
-    from utils.dataloaders import create_dataloader
+    from utils.downloads import ensure_dataset
+    from utils.data.dataloaders import create_dataloader
     from utils.hyp import load_hyp
 
     opt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = analysis_model(opt.cfg, opt.weights)
-    data, hyp = load_data_yaml(opt.data), load_hyp(opt.hyp)
+    data, hyp = ensure_dataset(opt.data), load_hyp(opt.hyp)
     loader, _ = create_dataloader(data.sources(opt.split), opt.imgsz, opt.batch_size,
                                   int(model.stride.max()), hyp=hyp, augment=opt.augment, workers=0,
                                   shuffle=opt.augment, seed=opt.seed, nc=data.nc)

@@ -244,10 +244,10 @@ def kmean_anchors(dataset_or_yaml: Any, n: int = 9, img_size: int = 640, thr: fl
 
 def dataset_labels(yaml_path: str | Path, split: str = "train") -> SimpleNamespace:
     """`.shapes` (n_img, 2 w,h) and `.labels` (list of (n, 5)) of a data YAML split, through the project's loader."""
-    from utils.data_yaml import load_data_yaml
-    from utils.dataloaders import LoadImagesAndLabels
+    from utils.downloads import ensure_dataset
+    from utils.data.dataloaders import LoadImagesAndLabels
 
-    sources = load_data_yaml(yaml_path).sources(split)
+    sources = ensure_dataset(yaml_path).sources(split)
     ds = LoadImagesAndLabels(sources, 640, augment=False, rect=False)
     return SimpleNamespace(shapes=np.asarray(ds.shapes, dtype=np.float64), labels=ds.labels)
 

@@ -51,7 +51,7 @@ def output_dir(project: str | Path = "runs/analyze", name: str = "exp", exist_ok
 
 def load_image_tensor(path: str | Path, imgsz: int, stride: int = 32) -> tuple[torch.Tensor, np.ndarray]:
     """(1, 3, imgsz, imgsz) float RGB in [0, 1] letterboxed as detect.py does, and the letterboxed BGR image."""
-    from utils.augment import letterbox
+    from utils.data.augment import letterbox
 
     im0 = cv2.imread(str(path))
     if im0 is None:

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from utils.cli import UserValueError
 from utils.converters.common import label_path, under, write_labels, xyxy_to_xywhn, yolo_row
-from utils.data_yaml import IMG_FORMATS
+from utils.data.files import IMG_FORMATS
 
 
 def _load(json_file: Path) -> dict:

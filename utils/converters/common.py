@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from utils.cli import UserFileNotFoundError
-from utils.data_yaml import IMG_FORMATS, img2label_paths
+from utils.data.files import IMG_FORMATS, img2label_paths
 
 LOGGER = logging.getLogger("yolo")
 

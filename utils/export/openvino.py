@@ -38,11 +38,12 @@ def convert(onnx_path: Path, meta: dict):
 
 def calibration_images(data: str, imgsz: tuple[int, int], limit: int = CALIBRATION_IMAGES):
     """Letterboxed (1, 3, H, W) float32 [0, 1] RGB arrays of the data YAML's val images (train if it has none)."""
-    from utils.augment import letterbox
-    from utils.data_yaml import list_image_files, load_data_yaml
-    from utils.image_check import read_image
+    from utils.data.augment import letterbox
+    from utils.downloads import ensure_dataset
+    from utils.data.files import list_image_files
+    from utils.data.image_check import read_image
 
-    cfg = load_data_yaml(data)
+    cfg = ensure_dataset(data)
     files = list_image_files(cfg.sources("val") if cfg.val else cfg.sources("train"))[:limit]
 
     def load(f: str) -> np.ndarray:

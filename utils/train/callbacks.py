@@ -103,7 +103,7 @@ class ImageWeights:
         t.hooks.add("epoch_start", self.on_epoch_start)
 
     def on_epoch_start(self, t: Trainer, epoch: int) -> None:
-        from utils.image_weights import draw_indices
+        from utils.data.image_weights import draw_indices
         from utils.train.ddp import broadcast_object
         from utils.train.setup import reset_loader
 

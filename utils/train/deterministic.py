@@ -15,7 +15,7 @@ LOGGER = logging.getLogger("yolo")
 def setup_deterministic(seed: int, rank: int = -1) -> None:
     """Seed every generator from (seed, rank) and ask torch for deterministic algorithms only.
 
-    Augmentation is seeded per sample by the data order (utils/data_order.py), not per process, so the
+    Augmentation is seeded per sample by the data order (utils/data/data_order.py), not per process, so the
     number of workers does not change it. Ops without a deterministic kernel warn (torch's warn_only) rather than
     stop training."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call

@@ -88,7 +88,7 @@ def build_loaders(opts: TrainOptions, data: Any, imgsz: int, gs: int, hyp: dict,
 
     Label files are checked against the data YAML's classes (`data.nc`); `nc` is the model's (1 with --single-cls,
     whose labels the dataset maps to class 0 after that check)."""
-    from utils.dataloaders import create_dataloader
+    from utils.data.dataloaders import create_dataloader
     from utils.train.ddp import local_main_first
 
     bs = opts.batch_size // info.world_size
@@ -121,7 +121,7 @@ def _is_shards(sources: list | None) -> bool:
 
 def _shard_loader(opts: TrainOptions, data: Any, imgsz: int, bs: int, gs: int, hyp: dict, info: DistInfo):
     """The train loader over tar shards (utils/shards); flags that need the whole dataset up front do not apply."""
-    from utils.shards.loader import create_shard_loader
+    from utils.data.shards.loader import create_shard_loader
 
     for flag, on in (("--rect", opts.rect), ("--cache", opts.cache), ("--image-weights", opts.image_weights)):
         if on:

@@ -20,8 +20,8 @@ from utils.train.options import TrainOptions
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-    from utils.data_yaml import DataConfig
-    from utils.dataloaders import LoadImagesAndLabels
+    from utils.data.data_yaml import DataConfig
+    from utils.data.dataloaders import LoadImagesAndLabels
     from utils.ema import ModelEMA
     from utils.train.amp import Precision
     from utils.train.callbacks import EarlyStopping

@@ -86,7 +86,7 @@ def _load(weights, device: str, half: bool, cfg=None, darknet_mode: bool = False
 
 def _dataloader(data, task: str, imgsz: int, batch_size: int, stride: int, single_cls: bool, workers: int,
                 rect: bool):
-    from utils.dataloaders import create_dataloader
+    from utils.data.dataloaders import create_dataloader
 
     split = "val" if task in ("speed", "study") else task
     if data[split] is None:

@@ -21,11 +21,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
 from utils.cli import UserValueError
-from utils.data_yaml import IMG_FORMATS
-from utils.dataloaders import LoadImagesAndLabels, resize_long_side
-from utils.label_check import check_label_lines
+from utils.data.files import IMG_FORMATS
+from utils.data.dataloaders import LoadImagesAndLabels, resize_long_side
+from utils.data.label_check import check_label_lines
 from utils.seeding import derive_seed, worker_seed
-from utils.shards.spec import ShardSet, open_stream
+from utils.data.shards.spec import ShardSet, open_stream
 
 LOGGER = logging.getLogger("yolo")
 DEFAULT_BUFFER = 64  # decoded images per worker that mosaic/mixup partners come from (memory: ~img_size^2 * 3 each)

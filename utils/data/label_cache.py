@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.image_check import verify_image
-from utils.label_check import verify_label
+from utils.data.image_check import verify_image
+from utils.data.label_check import verify_label
 
 LOGGER = logging.getLogger("yolo.data")
 CACHE_VERSION = 2  # 2: rows that are not boxes dropped per row (1 skipped the whole image)

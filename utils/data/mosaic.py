@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.augment import PAD_COLOR
+from utils.data.augment import PAD_COLOR
 from utils.boxes import xywhn2xyxy
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 from PIL import Image
 
-from utils.data_yaml import IMG_FORMATS
+from utils.data.files import IMG_FORMATS
 
 EXIF_ORIENTATION = 274
 MIN_SIZE = 10

@@ -1,4 +1,4 @@
-"""The training loader over tar shards: a fixed number of batches per epoch on every rank (utils/shards/read.py)."""
+"""The training loader over tar shards: a fixed number of batches per epoch on every rank (utils/data/shards/read.py)."""
 from __future__ import annotations
 
 import logging
@@ -6,9 +6,9 @@ import os
 
 from torch.utils.data import DataLoader
 
-from utils.dataloaders import LoadImagesAndLabels, _worker_init
-from utils.shards.read import DEFAULT_BUFFER, ShardDataset, batches_per_epoch
-from utils.shards.spec import resolve_shards
+from utils.data.dataloaders import LoadImagesAndLabels, _worker_init
+from utils.data.shards.read import DEFAULT_BUFFER, ShardDataset, batches_per_epoch
+from utils.data.shards.spec import resolve_shards
 
 LOGGER = logging.getLogger("yolo")
 

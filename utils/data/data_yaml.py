@@ -1,17 +1,17 @@
-"""Data YAML (YOLOv5 format): dataset root, splits, class names; image and label file discovery.
+"""Data YAML (YOLOv5 format): dataset root, splits, class names. Parsing only: finding the image and label files is
+utils/data/files.py, installing or generating a dataset is utils.downloads.ensure_dataset.
 
 Keys: `path` (root; relative to the YAML's folder), `train`/`val`/`test` (a folder of images, a .txt
 list of image paths, or a list of either; relative to `path`), `names` (list or {id: name}), optional
 `nc`, optional `download` (declarative, see utils/downloads/spec.py; `ensure_dataset` runs it). A YAML with
-`generate: shapes` describes the embedded demo dataset, which is written on first use when its folder is
-absent (see utils/demo_data.py). A bare name (`coco.yaml`) not found in the working directory is looked up
+`generate: shapes` describes the embedded demo dataset, which ensure_dataset writes on first use when its folder is
+absent (see utils/data/demo_data.py). A bare name (`coco.yaml`) not found in the working directory is looked up
 in data/ (utils/resolve.py); a folder laid out by hand may stand for a YAML (see `folder_yaml`).
 A split may name WebDataset tar shards by brace pattern, local or http(s) (`train: shards/train-{000000..000127}.tar`,
-see utils/shards/spec.py); those entries stay strings.
+see utils/data/shards/spec.py); those entries stay strings.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +19,8 @@ import yaml
 
 from utils.cli import UserFileNotFoundError, UserKeyError, UserTypeError, UserValueError
 from utils.resolve import resolve_file
-from utils.shards.spec import is_shard_source, is_url
+from utils.data.shards.spec import is_shard_source, is_url
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 SPLITS = ("train", "val", "test")
 
 
@@ -49,12 +48,6 @@ class DataConfig:
         if not found:
             raise UserValueError(f"{self.yaml_file}: no `{split}:` split")
         return [str(p) for p in found]
-
-
-def img2label_paths(img_paths: list[str]) -> list[str]:
-    """Label path of each image: the last `/images/` becomes `/labels/`, the suffix becomes `.txt`."""
-    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    return [sb.join(str(p).rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt" for p in img_paths]
 
 
 def _parse_names(raw: dict, yaml_file: Path) -> list[str]:
@@ -136,9 +129,6 @@ def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
         raw = _read_yaml(yaml_file)
     root = Path(str(raw.get("path") or "."))
     root = (root if root.is_absolute() else yaml_file.parent / root).resolve()
-    if raw.get("generate") == "shapes":
-        from utils.demo_data import ensure_shapes_dataset
-        ensure_shapes_dataset(root)
     names = _parse_names(raw, yaml_file)
     nc = int(raw.get("nc", len(names)))
     if nc != len(names):
@@ -148,24 +138,3 @@ def load_data_yaml(path: str | Path, check: bool = True) -> DataConfig:
             raise UserKeyError(f"{yaml_file}: key '{key}' is missing")
     splits = {k: _resolve_split(raw, k, root, yaml_file, check and k != "test") for k in SPLITS}
     return DataConfig(path=root, names=names, nc=nc, yaml_file=yaml_file, raw=raw, **splits)
-
-
-def list_image_files(sources: str | Path | list) -> list[str]:
-    """All image files of a folder (recursive), a .txt list of images, or a list of those; sorted."""
-    files: list[str] = []
-    for src in sources if isinstance(sources, (list, tuple)) else [sources]:
-        p = Path(src)
-        if p.is_dir():
-            files += [str(f) for f in p.rglob("*") if f.suffix[1:].lower() in IMG_FORMATS]
-        elif p.is_file() and p.suffix == ".txt":
-            with open(p, encoding="utf-8") as f:
-                lines = [ln.strip() for ln in f if ln.strip()]
-            files += [str(ln if Path(ln).is_absolute() else (p.parent / ln).resolve()) for ln in lines]
-        elif p.is_file():
-            files.append(str(p))
-        else:
-            raise UserFileNotFoundError(f"image source does not exist: {p}")
-    files = sorted(f for f in files if f.rsplit(".", 1)[-1].lower() in IMG_FORMATS)
-    if not files:
-        raise UserFileNotFoundError(f"no images found in {sources} (formats: {', '.join(IMG_FORMATS)})")
-    return files

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.image_check import read_image
+from utils.data.image_check import read_image
 
 ORIENTATION_TAG = 0x0112
 JPEG_SOI = b"\xff\xd8"

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from utils.cli import UserFileNotFoundError, UserValueError
-from utils.data_yaml import IMG_FORMATS
+from utils.data.files import IMG_FORMATS
 
 VID_FORMATS = ("asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "file://")

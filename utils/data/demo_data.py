@@ -1,7 +1,7 @@
 """Embedded demo dataset: deterministic synthetic shapes on textured backgrounds (YOLO format).
 
 `make_shapes_dataset(root)` writes `images/{train,val}/*.jpg` and `labels/{train,val}/*.txt`;
-`data/shapes.yaml` (key `generate: shapes`) points at it and utils/data_yaml.py calls
+`data/shapes.yaml` (key `generate: shapes`) points at it and utils/data/data_yaml.py calls
 `ensure_shapes_dataset` so the folder is generated on first use.
 """
 from __future__ import annotations

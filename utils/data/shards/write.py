@@ -1,6 +1,6 @@
 """Write a YOLO image folder as WebDataset tar shards: `<key>.<ext>` (the original image bytes) + `<key>.txt`
 (the labels after the same checks as training: utils/label_cache.load_verified) per sample, and a shard index
-`<prefix>index.json` with every shard's sample count (read by utils/shards/spec.py)."""
+`<prefix>index.json` with every shard's sample count (read by utils/data/shards/spec.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +16,9 @@ import webdataset as wds
 from tqdm import tqdm
 
 from utils.cli import UserValueError
-from utils.data_yaml import img2label_paths, list_image_files
-from utils.label_cache import load_verified
-from utils.shards.spec import INDEX_FORMAT
+from utils.data.files import img2label_paths, list_image_files
+from utils.data.label_cache import load_verified
+from utils.data.shards.spec import INDEX_FORMAT
 
 SHARD_DIGITS = 6
 FIXED_MTIME = 0.0  # shards written twice from the same data are byte-identical

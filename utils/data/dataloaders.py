@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from utils.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
+from utils.data.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
-from utils.data_order import ResumableSampler
-from utils.data_yaml import img2label_paths, list_image_files
-from utils.image_check import read_image
-from utils.image_decode import decode_image
-from utils.label_cache import LOGGER, is_writeable, load_verified
-from utils.mosaic import mosaic4
+from utils.data.data_order import ResumableSampler
+from utils.data.files import img2label_paths, list_image_files
+from utils.data.image_check import read_image
+from utils.data.image_decode import decode_image
+from utils.data.label_cache import LOGGER, is_writeable, load_verified
+from utils.data.mosaic import mosaic4
 
 CACHE_MODES = (None, "ram", "disk")
 
@@ -149,7 +149,7 @@ class LoadImagesAndLabels(Dataset):
         if self.cache == "disk" and self.npy_files[i].exists():
             im = np.load(self.npy_files[i])
             h0, w0 = im.shape[:2]
-        else:  # training: a JPEG >= 2x img_size decodes reduced (utils/image_decode.py); validation: full size
+        else:  # training: a JPEG >= 2x img_size decodes reduced (utils/data/image_decode.py); validation: full size
             im, (h0, w0) = decode_image(self.im_files[i], self.img_size if self.augment else None)
         r = self.img_size / max(h0, w0)
         if r != 1:
@@ -190,7 +190,7 @@ class LoadImagesAndLabels(Dataset):
         return im, labels, shapes
 
     def __getitem__(self, index: int):
-        if getattr(index, "seed", None) is not None:  # a SeededIndex (utils/data_order.py): per-sample draws
+        if getattr(index, "seed", None) is not None:  # a SeededIndex (utils/data/data_order.py): per-sample draws
             self._rng, self._rng_pid = np.random.default_rng(index.seed), os.getpid()
         index = int(self.indices[index])
         hyp, rng = self.hyp, self.rng()
@@ -309,7 +309,7 @@ def create_dataloader(path, imgsz: int, batch_size: int, stride: int, hyp: dict 
                       workers: int = 8, shuffle: bool = False, seed: int = 0, single_cls: bool = False,
                       prefix: str = "", distributed: bool = False, nc: int | None = None,
                       image_weights: bool = False, quad: bool = False, sample_seeds: bool = False):
-    """Build (loader, dataset). Shuffled or DDP loaders use a ResumableSampler (utils/data_order.py: the order
+    """Build (loader, dataset). Shuffled or DDP loaders use a ResumableSampler (utils/data/data_order.py: the order
     of an epoch from `seed` and the epoch, DistributedSampler's; with `sample_seeds` each sample's augmentation
     seeded from them too), so a checkpoint can resume mid-epoch.
 

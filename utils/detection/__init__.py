@@ -1,0 +1,1 @@
+"""detect.py's library side: its options (options.py)."""
