@@ -28,10 +28,9 @@ from utils.data.image_check import read_image
 from utils.data.image_decode import decode_image
 from utils.data.mosaic import mosaic4
 
-def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: int) -> list[float]:
-    """Images/s of each full pass over the training loader."""
-    loader, ds = create_dataloader(source, 640, 16, 32, hyp=hyp, augment=True, cache=cache, workers=workers,
-                                   shuffle=True, seed=0)
+
+def pass_rates(loader, passes: int) -> list[float]:
+    """Images/s of each of `passes` full passes over `loader`."""
     rates = []
     for _ in range(passes):
         t0, n = time.perf_counter(), 0
@@ -39,6 +38,13 @@ def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: 
             n += imgs.shape[0]
         rates.append(n / (time.perf_counter() - t0))
     return rates
+
+
+def run_passes(source: str, hyp: dict, cache: str | None, passes: int, workers: int) -> list[float]:
+    """Images/s of each full pass over the training loader."""
+    loader, ds = create_dataloader(source, 640, 16, 32, hyp=hyp, augment=True, cache=cache, workers=workers,
+                                   shuffle=True, seed=0)
+    return pass_rates(loader, passes)
 
 
 def run_shard_passes(source: str, hyp: dict, passes: int, workers: int) -> list[float]:
@@ -52,13 +58,7 @@ def run_shard_passes(source: str, hyp: dict, passes: int, workers: int) -> list[
         res = write_shards(source, tmp, "train-", 16)
         loader, _ = create_shard_loader([str(Path(tmp) / res.pattern)], 640, 16, 32, hyp=hyp, augment=True,
                                         workers=workers, seed=0)
-        rates = []
-        for _ in range(passes):
-            t0, n = time.perf_counter(), 0
-            for imgs, *_ in loader:
-                n += imgs.shape[0]
-            rates.append(n / (time.perf_counter() - t0))
-    return rates
+        return pass_rates(loader, passes)
 
 
 def _steady(rates: list[float]) -> float:
@@ -129,7 +129,7 @@ def main() -> None:
     print(f"pure-decode limit: {a.workers} workers x 1000 / {dec:.1f} ms per sample (4 JPEGs) = {limit:.0f} img/s")
     for cache in (None, "ram"):
         rates = run_passes(a.source, hyp, cache, a.passes, a.workers)
-        steady = np.mean(rates[1:]) if len(rates) > 1 else rates[0]
+        steady = _steady(rates)
         print(f"cache={cache!s:5} " + "  ".join(f"pass{i + 1} {r:6.1f} img/s" for i, r in enumerate(rates))
               + f"  -> steady {steady:.1f} img/s = {steady / base:.2f}x official ({base:.0f} img/s)"
               + (f", {steady / limit:.0%} of the pure-decode limit {limit:.0f} img/s" if cache is None else ""))

@@ -80,7 +80,7 @@ def forward_ms() -> dict[str, float]:
 def dataloader_img_s(images: Path) -> float:
     """perf.md e: the official mosaic loader, 640, batch 16, 2 workers; mean of passes 2-3."""
     import yaml
-    from yolov5.utils.data.dataloaders import create_dataloader
+    from yolov5.utils.dataloaders import create_dataloader
 
     hyp = yaml.safe_load((REPO / "data" / "hyps" / "hyp.scratch-low.yaml").read_text())
     loader, _ = create_dataloader(str(images), 640, 16, 32, hyp=hyp, augment=True, cache=None, rect=False,

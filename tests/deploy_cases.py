@@ -3,6 +3,7 @@ coco128 and its detections on dog.jpg; the INT8 IR's mAP drop is bounded; bad ex
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -45,16 +46,33 @@ def coco128_subset(folder, n: int = N_IMAGES):
     return f
 
 
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """yolov5n at 320: dynamic ONNX + OpenVINO fp32, a static ONNX with in-graph NMS, and a dynamic INT8 IR."""
-    root = tmp_path_factory.mktemp("deploy")
+EXPORTS_ENV = "DEPLOY_EXPORTS"  # a folder build_exports filled: tests/test_deploy.py builds it once for every case
+MANIFEST = "exports.json"
+
+
+def build_exports(root: Path) -> tuple[Path, dict[str, Path]]:
+    """yolov5n at 320 into `root`: dynamic ONNX + OpenVINO fp32, a static ONNX with in-graph NMS, the coco128 subset
+    YAML; their paths also go to root/exports.json."""
+    root.mkdir(parents=True, exist_ok=True)
     w = root / "yolov5n.pt"
     shutil.copy(shared_path("weights", "yolov5n.pt"), w)
     files = export.run(w, include=("onnx", "openvino"), imgsz=(IMGSZ,), dynamic=True, project=root, name="fp32")
     files["nms"] = export.run(w, include=("onnx",), imgsz=(IMGSZ,), nms=True, project=root, name="nms")["onnx"]
     files["data"] = coco128_subset(root)
-    return w, files, root
+    (root / MANIFEST).write_text(json.dumps({k: str(v) for k, v in files.items()}))
+    return w, files
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """(weights, {format: path}, folder): the exports in $DEPLOY_EXPORTS when it is set, else built here. Cases
+    write only into their own tmp_path or below the folder under new names."""
+    if os.environ.get(EXPORTS_ENV):
+        root = Path(os.environ[EXPORTS_ENV])
+        files = {k: Path(v) for k, v in json.loads((root / MANIFEST).read_text()).items()}
+        return root / "yolov5n.pt", files, root
+    root = tmp_path_factory.mktemp("deploy")
+    return (*build_exports(root), root)
 
 
 @pytest.mark.slow

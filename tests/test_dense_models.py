@@ -15,6 +15,7 @@ from models.fpn import FPN
 from models.head_protocol import DetectionHead
 from models.parse import ModelConfigError
 from models.yolo import Model, resolve_cfg
+from tests.demo_subset import demo_subset_yaml
 from utils.loss_factory import make_loss
 from utils.nms import head_nms_kwargs
 
@@ -121,19 +122,20 @@ def test_fpn_extra_levels(extra):
 
 @pytest.mark.slow
 def test_cli_train_val_detect_export(tmp_path):
-    """One family (ATSS) end to end on the demo data: train.py 1 epoch, then val.py, detect.py and export.py."""
+    """One family (ATSS) end to end on 64 / 16 demo images: train.py 1 epoch, then val.py, detect.py and export.py."""
     pytest.importorskip("onnxruntime")
     run = [sys.executable]
     common = ["--project", str(tmp_path), "--exist-ok"]
-    subprocess.run([*run, "train.py", "--cfg", "atss-csp.yaml", "--hyp", "hyp.atss.yaml", "--data", "data/shapes.yaml",
+    data = str(demo_subset_yaml(tmp_path, 64, 16))
+    subprocess.run([*run, "train.py", "--cfg", "atss-csp.yaml", "--hyp", "hyp.atss.yaml", "--data", data,
                     "--weights", "", "--imgsz", "128", "--batch-size", "16", "--epochs", "1", "--workers", "0",
                     "--name", "t", *common], check=True)
     w = tmp_path / "t" / "weights" / "last.pt"
-    subprocess.run([*run, "val.py", "--weights", str(w), "--data", "data/shapes.yaml", "--imgsz", "128",
+    subprocess.run([*run, "val.py", "--weights", str(w), "--data", data, "--imgsz", "128",
                     "--name", "v", *common], check=True)
     subprocess.run([*run, "export.py", "--weights", str(w), "--include", "torchscript", "onnx", "--imgsz", "128"],
                    check=True)
     for f in (w, w.with_suffix(".onnx"), w.with_suffix(".torchscript")):
-        subprocess.run([*run, "detect.py", "--weights", str(f), "--source", "datasets/shapes/images/val",
+        subprocess.run([*run, "detect.py", "--weights", str(f), "--source", str(tmp_path / "val.txt"),
                         "--imgsz", "128", "--name", f"d{f.suffix}", *common], check=True)
     assert (tmp_path / "t" / "results.csv").read_text().split("\n")[0].count("ctr_loss") == 2

@@ -23,13 +23,26 @@ CASES = ("test_exports_read_their_metadata", "test_detections_on_dog_equal_pytor
          "test_simplified_onnx_verifies", "test_export_option_errors")
 
 
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def exports_folder(tmp_path_factory) -> Path:
+    """The cases' exports, built once (in a process of its own too) instead of once per case."""
+    root = tmp_path_factory.mktemp("deploy")
+    code = f"from pathlib import Path; from tests.deploy_cases import build_exports; build_exports(Path({str(root)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=900, env=ENV)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
-def test_deploy_case_in_its_own_process(case: str) -> None:
+def test_deploy_case_in_its_own_process(case: str, exports_folder: Path) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
            f"{ROOT / 'tests' / 'deploy_cases.py'}::{case}"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         env={**ENV, "DEPLOY_EXPORTS": str(exports_folder)})
     tail = (out.stdout + out.stderr)[-4000:]
     assert out.returncode == 0, tail
     assert "1 passed" in tail and "skipped" not in tail, tail

@@ -149,7 +149,7 @@ class LoadImagesAndLabels(Dataset):
         if self.cache == "disk" and self.npy_files[i].exists():
             im = np.load(self.npy_files[i])
             h0, w0 = im.shape[:2]
-        else:  # training: a JPEG >= 2x img_size decodes reduced (utils/data/image_decode.py); validation: full size
+        else:  # training: a JPEG >= 4x img_size decodes reduced (utils/data/image_decode.py); validation: full size
             im, (h0, w0) = decode_image(self.im_files[i], self.img_size if self.augment else None)
         r = self.img_size / max(h0, w0)
         if r != 1:

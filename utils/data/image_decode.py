@@ -1,12 +1,15 @@
 """Fast image decoding for the training loader: JPEGs through libjpeg-turbo (simplejpeg) straight into BGR, EXIF
 orientation applied as OpenCV applies it, and an optional reduced-size decode (libjpeg's DCT scaling by 1/2, 1/4 or
-1/8) when an image is at least twice the size it will be resized to. Anything else (PNG, CMYK JPEGs, simplejpeg
+1/8) when an image is at least 4x the size it will be resized to, to no less than twice that size. Anything else (PNG, CMYK JPEGs, simplejpeg
 absent, a file simplejpeg rejects) goes through utils/image_check.read_image (OpenCV).
 
 Pixels: a full decode equals cv2.imread exactly (all 128 coco128 images, and EXIF orientations 1-8 in
 tests/test_image_decode.py). A reduced decode differs from full decode + the same resize by libjpeg's DCT-domain
-downscaling (a box filter) before the resize: after the loader's linear resize, 0.8-5.7 grey levels on average on
-six 2.5x-upscaled coco128 images, the order of linear vs area resizing of the full image (0.5-2.7). The training
+downscaling before the resize: after the loader's linear resize, 0.8-5.0 grey levels on average on six
+2.5x-upscaled coco128 images at target 320, less than linear vs area resizing of the full image (1.3-8.8). The
+decoded image stays at least twice the target because a DCT scale straight to the target (the first rule here)
+blurred and rang at small shapes' edges: the README's demo quick start (256 px images, 128 px training) ended at
+mAP50 0.81 / 0.91 (seeds 0 / 1) with a class loss 1.3-3x higher, against 0.96 / 0.97 at full size. The training
 loader uses it; validation decodes at full size (its figures reproduce the official ones exactly).
 """
 from __future__ import annotations
@@ -74,17 +77,17 @@ def apply_orientation(im: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def reduced_min_size(h: int, w: int, target: int | None) -> tuple[int, int]:
-    """(min_height, min_width) for simplejpeg: the long side kept >= target; (0, 0) (full size) unless the image is
-    at least twice the target."""
+    """(min_height, min_width) for simplejpeg: the long side kept >= 2 x target, so the loader's resize still
+    averages at least 2 x 2 decoded pixels; (0, 0) (full size) unless the image is at least 4x the target."""
     long = max(h, w)
-    if not target or long < 2 * target:
+    if not target or long < 4 * target:
         return 0, 0
-    return math.ceil(h * target / long), math.ceil(w * target / long)
+    return math.ceil(h * 2 * target / long), math.ceil(w * 2 * target / long)
 
 
 def decode_image(path: str | Path, target: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """(BGR uint8 image, its full-size (h0, w0) after EXIF orientation). With `target` (the long side it will be
-    resized to), a JPEG at least twice that size comes out reduced by 1/2, 1/4 or 1/8, its long side >= target."""
+    resized to), a JPEG at least 4x that size comes out reduced by 1/2, 1/4 or 1/8, its long side >= 2 x target."""
     try:
         import simplejpeg
     except ImportError:
