@@ -44,7 +44,7 @@ CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the de
 
 def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml", hyp: str | None = None) -> tuple[float, list[float]]:
     """(images/s of one train epoch, first-batch loss items) for one configuration (our trainer's only driver)."""
-    from utils.torch_utils import select_device
+    from utils.torch_utils import select_device, set_train_threads
     from utils.train.ddp import dist_info
     from utils.train.loop import train_epoch
     from utils.train.options import TrainOptions
@@ -52,14 +52,13 @@ def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml", hyp: str | None 
 
     overrides, threads = CONFIGS[name]
     n_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    if hyp:
-        overrides = {**overrides, "hyp": hyp}
-    opts = TrainOptions(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg=cfg,
-                        weights="", imgsz=320, epochs=1, batch_size=16, workers=2, noplots=True,
-                        project=str(tmp), name=name, seed=0, **overrides)
-    run = Trainer(opts, dist_info(), select_device("cpu")).setup()
+    settings = dict(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg=cfg, weights="", imgsz=320,
+                    epochs=1, batch_size=16, workers=2, noplots=True, project=str(tmp), name=name, seed=0,
+                    threads=threads or 0)
+    opts = TrainOptions(**{**settings, **overrides, **({"hyp": hyp} if hyp else {})})
+    device = select_device("cpu")
+    set_train_threads(opts.threads, device)  # as train() does
+    run = Trainer(opts, dist_info(), device).setup()
     first: list[float] = []
     loss_fn = run.compute_loss
 
