@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
 
-CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the default)
+CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for train()'s default, --threads 0)
     "default": ({}, None),
     "cache": ({"cache": "ram"}, None),
     "1thread": ({}, 1),

@@ -1,4 +1,5 @@
-"""Torch helpers: device selection, training threads, weight initialisation, model summary (parameters, GFLOPs), seeding."""
+"""Torch helpers: device selection, training threads, weight initialisation, model summary (parameters, GFLOPs),
+seeding."""
 from __future__ import annotations
 
 import copy
