@@ -13,8 +13,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
 from utils.train.options import TrainOptions
 from utils.train.trainer import Trainer, TrainResult, train
 
@@ -24,14 +22,14 @@ __all__ = ["Trainer", "TrainResult", "evolve", "main", "parse_opt", "train"]
 
 def evolve(opts: TrainOptions) -> Path:
     """--evolve / --resume-evolve: the generations of a hyperparameter evolution (utils/train/evolve_loop.py)."""
-    from utils.torch_utils import select_device
+    from utils.torch_utils import select_device, set_train_threads
     from utils.train.ddp import dist_info
     from utils.train.evolve_loop import run_evolution
 
     opts.validate()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    return run_evolution(opts, lambda o, hyp: train(o, hyp).results, dist_info(), select_device(opts.device))
+    device = select_device(opts.device)
+    set_train_threads(opts.threads, device)
+    return run_evolution(opts, lambda o, hyp: train(o, hyp).results, dist_info(), device)
 
 
 def parse_opt(argv: list[str] | None = None) -> TrainOptions:
@@ -73,7 +71,7 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
                    help="batches per optimizer step (default: round(64 / batch size) with YOLOv5's warmup ramp)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CPU)")
     p.add_argument("--threads", type=int, default=d.threads,
-                   help="torch CPU threads (0: torch default); 1 is faster on a busy 2-core CPU")
+                   help="torch CPU threads (0: on CPU one fewer than the cores, leaving one to the loader)")
     p.add_argument("--evolve", type=int, nargs="?", const=300, default=d.evolve,
                    help="evolve hyperparameters for N generations (300 without N) into runs/evolve/exp")
     p.add_argument("--resume-evolve", default=d.resume_evolve, help="continue the evolution in DIR (or DIR/evolve.csv)")

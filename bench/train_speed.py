@@ -9,10 +9,17 @@ relative when it differs (float32 reductions are split differently over 1 or 2 t
 Usage: python bench/train_speed.py [--configs default cache1t] [--epochs-warm 0]
 
 --ultralytics PYTHON: yolov8n (hyp.v8.yaml) against the ultralytics 8.4 trainer, run by that python in its own
-environment (bench/ultralytics_train_worker.py): one epoch each on coco128 at 320, batch 16, 2 workers, the same
-epoch-start to epoch-end span. The two loops draw different augmented batches, so the loss check is on the
-original's first batch: our model loaded with the original's starting weights and our loss (utils/loss_v8.py)
-must give its first-batch loss items to 1e-4 relative (float32 forward through the net).
+environment (bench/ultralytics_train_worker.py), alternating --rounds epochs per side; each round prints the
+machine's load, each side's threads and workers and the same-round ratio. The same work on both sides: one epoch
+from scratch on coco128 at 320, batch 16, mosaic on (the original's close_mosaic set to 0: its default 10 turns
+mosaic off in a 1-epoch run), no cache, no rect, float32 (no AMP), no plots, no validation, timed from epoch start
+to epoch end (loading, forward, loss, backward, optimizer steps, EMA). Each side keeps its own CPU defaults:
+the original loads in the main process (its trainer sets 0 workers on CPU) with min(8, cores - 1) torch threads
+in NCHW; ours loads in 2 workers with the same thread rule (train.py's --threads 0) and feeds the batch
+channels_last. The original skips warmup in a 1-epoch run (2 optimizer steps of 4 accumulated batches); ours
+warms up as YOLOv5 (8 steps, 8 EMA updates). The two loops draw different augmented batches, so the loss check
+is on the original's first batch: our model loaded with the original's starting weights and our loss
+(utils/loss_v8.py) must give its first-batch loss items to 1e-4 relative (float32 forward through the net).
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import argparse
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +42,7 @@ import torch  # noqa: E402
 
 from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
 
-CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the default)
+CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for train()'s default, --threads 0)
     "default": ({}, None),
     "cache": ({"cache": "ram"}, None),
     "1thread": ({}, 1),
@@ -42,9 +50,11 @@ CONFIGS = {  # name -> (TrainOptions overrides, torch threads or None for the de
 }
 
 
-def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml", hyp: str | None = None) -> tuple[float, list[float]]:
-    """(images/s of one train epoch, first-batch loss items) for one configuration (our trainer's only driver)."""
-    from utils.torch_utils import select_device
+def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml",
+               hyp: str | None = None) -> tuple[float, list[float], str]:
+    """(images/s of one train epoch, first-batch loss items, "N threads, W workers") for one configuration (our
+    trainer's only driver)."""
+    from utils.torch_utils import select_device, set_train_threads
     from utils.train.ddp import dist_info
     from utils.train.loop import train_epoch
     from utils.train.options import TrainOptions
@@ -52,14 +62,13 @@ def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml", hyp: str | None 
 
     overrides, threads = CONFIGS[name]
     n_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    if hyp:
-        overrides = {**overrides, "hyp": hyp}
-    opts = TrainOptions(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg=cfg,
-                        weights="", imgsz=320, epochs=1, batch_size=16, workers=2, noplots=True,
-                        project=str(tmp), name=name, seed=0, **overrides)
-    run = Trainer(opts, dist_info(), select_device("cpu")).setup()
+    settings = dict(data=str(SHARED / "datasets" / "coco128" / "coco128.yaml"), cfg=cfg, weights="", imgsz=320,
+                    epochs=1, batch_size=16, workers=2, noplots=True, project=str(tmp), name=name, seed=0,
+                    threads=threads or 0)
+    opts = TrainOptions(**{**settings, **overrides, **({"hyp": hyp} if hyp else {})})
+    device = select_device("cpu")
+    set_train_threads(opts.threads, device)  # as train() does
+    run = Trainer(opts, dist_info(), device).setup()
     first: list[float] = []
     loss_fn = run.compute_loss
 
@@ -70,11 +79,12 @@ def run_config(name: str, tmp: Path, cfg: str = "yolov5n.yaml", hyp: str | None 
         return out
 
     run.compute_loss = recording_loss
+    used = f"{torch.get_num_threads()} threads, {run.loader.num_workers} workers"
     t0 = time.perf_counter()
     train_epoch(run, 0)
     dt = time.perf_counter() - t0
     torch.set_num_threads(n_threads)
-    return len(run.dataset) / dt, first
+    return len(run.dataset) / dt, first, used
 
 
 def writable_coco128(tmp: Path) -> Path:
@@ -131,16 +141,22 @@ def against_ultralytics(python: str, cfg: str = "yolov8n.yaml", hyp: str = "data
         for r in range(rounds):
             tmp = Path(t) / f"round{r}"
             tmp.mkdir()
+            load = os.getloadavg()[0]
             rec = ultralytics_epoch(python, cfg, tmp)
             theirs.append(rec["images"] / rec["seconds"])
-            speed, our_first = run_config("default", tmp / "ours", cfg, str(REPO / hyp))
+            speed, our_first, used = run_config("default", tmp / "ours", cfg, str(REPO / hyp))
             ours.append(speed)
-            print(f"round {r + 1}: ultralytics {theirs[-1]:.2f} img/s, ours {ours[-1]:.2f} img/s", flush=True)
+            print(f"round {r + 1} (load {load:.1f} -> {os.getloadavg()[0]:.1f}): ultralytics {theirs[-1]:.2f} img/s "
+                  f"({rec['threads']} threads, {rec['workers']} workers), ours {ours[-1]:.2f} img/s ({used}) -> "
+                  f"{ours[-1] / theirs[-1]:.2f}x",
+                  flush=True)
     items = loss_items_on(rec, cfg, str(REPO / hyp))
     ref = rec["loss_items"].tolist()
     rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(items, ref))
+    ratios = sorted(o / t for o, t in zip(ours, theirs))
     print(f"{cfg} at 320, batch 16, 1 epoch of coco128 (best of {rounds}): ultralytics {max(theirs):.2f} img/s, "
-          f"ours {max(ours):.2f} img/s -> {max(ours) / max(theirs):.2f}x")
+          f"ours {max(ours):.2f} img/s -> {max(ours) / max(theirs):.2f}x; same-round ratios "
+          f"{ratios[0]:.2f}x-{ratios[-1]:.2f}x, median {statistics.median(ratios):.2f}x")
     print(f"first batch of the original ({rec['loss_names']}): its loss items {[round(v, 6) for v in ref]}, ours "
           f"{[round(v, 6) for v in items]} (max rel diff {rel:.1e}); our loop's own first batch: "
           f"{[round(v, 6) for v in our_first]}")
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     rows, ref = [], None
     for name in a.configs:
-        speed, first = run_config(name, Path(a.project))
+        speed, first, _ = run_config(name, Path(a.project))
         ref = ref or (first, CONFIGS[name][1])
         exact = CONFIGS[name][1] == ref[1]
         rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(first, ref[0]))

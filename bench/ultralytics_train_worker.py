@@ -3,10 +3,14 @@
 Run ONLY by bench/train_speed.py with the python of a separate environment holding the original package (see
 bench/ultralytics_worker.py; the project never imports it). Arguments: model YAML, data YAML (absolute
 `path:`, in a folder the trainer may write its label cache to), image size, batch, workers, output .pt.
-Trains one epoch from scratch with `DetectionTrainer` (seed 0, CPU, no AMP, no plots) and saves: the epoch's
-seconds between on_train_epoch_start and on_train_epoch_end (loading, forward, loss, backward, optimizer
-steps, EMA, as bench/official_baseline.py times the official YOLOv5 loop), the images in the epoch, the model's
-weights before the first step, the first batch (images, batch_idx, cls, bboxes) and its loss items.
+Trains one epoch from scratch with `DetectionTrainer` (seed 0, CPU, no AMP, no plots, close_mosaic 0: its default
+10 would switch mosaic off for a 1-epoch run, while ours keeps it, as every epoch of a run but the last 10) and
+saves: the epoch's seconds between on_train_epoch_start and on_train_epoch_end (loading, forward, loss, backward,
+optimizer steps, EMA, as bench/official_baseline.py times the official YOLOv5 loop), the images in the epoch, the
+model's weights before the first step, the first batch (images, batch_idx, cls, bboxes) and its loss items.
+On CPU the trainer itself sets 0 loader workers (whatever `workers` says: loading runs in the main process) and
+min(8, cores - 1) torch threads; these CPU defaults are its own and are left as they are (saved as `threads` and
+`workers`).
 """
 from __future__ import annotations
 
@@ -26,13 +30,14 @@ def main() -> None:
 
     project = tempfile.mkdtemp(prefix="ultralytics_train_")
     trainer = DetectionTrainer(overrides=dict(model=cfg, data=data, imgsz=imgsz, batch=batch, epochs=1,
-                                              workers=workers, device="cpu", seed=0,
+                                              workers=workers, device="cpu", seed=0, close_mosaic=0,
                                               plots=False, val=False, amp=False, project=project, name="exp",
                                               exist_ok=True, verbose=False))
     rec: dict = {}
 
     def epoch_start(tr) -> None:
         rec["state_dict"] = {k: v.detach().clone() for k, v in tr.model.state_dict().items()}
+        rec["threads"], rec["workers"] = torch.get_num_threads(), tr.train_loader.num_workers
         rec["t0"] = time.perf_counter()
 
     def batch_end(tr) -> None:

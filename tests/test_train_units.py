@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models.yolo import Model
+from utils.torch_utils import set_train_threads, usable_cores
 from utils.train.amp import Precision, check_amp
 from utils.train.loggers import RESULT_KEYS, append_results_csv, read_results_csv
 from utils.train.loop import accumulate_at, default_accumulate, multi_scale_resize
@@ -103,6 +104,21 @@ def test_multi_scale_sizes_are_grid_multiples():
         out = multi_scale_resize(imgs, 64, 32)
         assert out.shape[2] % 32 == 0 and out.shape[3] % 32 == 0
         assert 32 <= max(out.shape[2:]) <= 96 + 32
+
+
+
+def test_train_threads_leave_a_core_on_cpu():
+    """--threads 0 on CPU: one fewer than the cores (at least 1), never more than already set; N: N; GPU: as is."""
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(64)
+        assert set_train_threads(0, torch.device("cpu")) == max(usable_cores() - 1, 1) == torch.get_num_threads()
+        torch.set_num_threads(1)
+        assert set_train_threads(0, torch.device("cpu")) == 1  # an OMP_NUM_THREADS=1 or an earlier choice holds
+        assert set_train_threads(3, torch.device("cpu")) == 3
+        assert set_train_threads(0, torch.device("cuda")) == 3
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_options_roundtrip_and_errors():

@@ -53,7 +53,7 @@ class TaskAlignedAssigner:
         mask_in = self.candidates_in_gts(anc_points, gt_bboxes, mask_gt)
         metric, overlaps = self.box_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask_in * mask_gt)
         mask_topk = self.topk_candidates(metric, mask_gt.expand(-1, -1, self.topk).bool())
-        mask_pos = mask_topk * mask_in * mask_gt
+        mask_pos = mask_topk.mul_(mask_in).mul_(mask_gt.bool())  # int8 0/1 (B, M, N)
         target_gt_idx, fg_mask, mask_pos = self.highest_overlaps(mask_pos, overlaps, n_max)
         labels, bboxes, scores = self.targets(gt_labels, gt_bboxes, target_gt_idx, fg_mask)
         metric = metric * mask_pos
@@ -63,7 +63,7 @@ class TaskAlignedAssigner:
         return AssignResult(labels, bboxes, scores * norm, fg_mask.bool(), target_gt_idx)
 
     def candidates_in_gts(self, points: torch.Tensor, gt_bboxes: torch.Tensor, mask_gt: torch.Tensor) -> torch.Tensor:
-        """(B, M, N): anchor point strictly inside the box, its sides first widened to at least stride_val."""
+        """(B, M, N) bool: anchor point strictly inside the box, its sides first widened to at least stride_val."""
         xywh = xyxy2xywh(gt_bboxes)
         small = (xywh[..., 2:] < self.stride_val) & mask_gt.bool()
         xywh[..., 2:] = torch.where(small, torch.full_like(xywh[..., 2:], self.stride_val), xywh[..., 2:])
@@ -71,32 +71,28 @@ class TaskAlignedAssigner:
         bs, m, _ = boxes.shape
         lt, rb = boxes.view(-1, 1, 4).chunk(2, 2)
         deltas = torch.cat((points[None] - lt, rb - points[None]), 2).view(bs, m, points.shape[0], -1)
-        return deltas.amin(3).gt_(self.eps)
+        return deltas.amin(3) > self.eps
 
     def box_metrics(self, pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask):
         """(alignment metric, CIoU) per (image, box, anchor), zero outside `mask`."""
-        bs, m, na = mask.shape
-        mask = mask.bool()
-        overlaps = torch.zeros((bs, m, na), dtype=pd_bboxes.dtype, device=pd_bboxes.device)
-        scores = torch.zeros((bs, m, na), dtype=pd_scores.dtype, device=pd_scores.device)
-        img = torch.arange(bs, device=mask.device).view(-1, 1).expand(-1, m)
-        cls = gt_labels.squeeze(-1).long()
-        scores[mask] = pd_scores[img, :, cls][mask]
-        pd = pd_bboxes.unsqueeze(1).expand(-1, m, -1, -1)[mask]
-        gt = gt_bboxes.unsqueeze(2).expand(-1, -1, na, -1)[mask]
-        overlaps[mask] = bbox_iou(gt, pd, xywh=False, CIoU=True).squeeze(-1).clamp_(0)
-        return scores.pow(self.alpha) * overlaps.pow(self.beta), overlaps
+        b, g, a = mask.bool().nonzero(as_tuple=True)  # the candidate (image, box, anchor) triples
+        overlaps = torch.zeros(mask.shape, dtype=pd_bboxes.dtype, device=pd_bboxes.device)
+        metric = torch.zeros(mask.shape, dtype=pd_scores.dtype, device=pd_scores.device)
+        iou = bbox_iou(gt_bboxes[b, g], pd_bboxes[b, a], xywh=False, CIoU=True).squeeze(-1).clamp_(0)
+        overlaps[b, g, a] = iou
+        metric[b, g, a] = pd_scores[b, a, gt_labels[b, g, 0].long()].pow(self.alpha) * iou.pow(self.beta)
+        return metric, overlaps
 
     def topk_candidates(self, metrics: torch.Tensor, topk_mask: torch.Tensor) -> torch.Tensor:
-        """(B, M, N) 1 for the top-k anchors of each real box by metric (an index picked twice counts as none)."""
+        """(B, M, N) int8, 1 for the top-k anchors of each real box by metric (an index picked twice counts as
+        none)."""
         _, idx = torch.topk(metrics, self.topk, dim=-1, largest=True)
         idx.masked_fill_(~topk_mask, 0)
         count = torch.zeros(metrics.shape, dtype=torch.int8, device=metrics.device)
         ones = torch.ones_like(idx[:, :, :1], dtype=torch.int8)
         for k in range(self.topk):
             count.scatter_add_(-1, idx[:, :, k:k + 1], ones)
-        count.masked_fill_(count > 1, 0)
-        return count.to(metrics.dtype)
+        return count.masked_fill_(count > 1, 0)
 
     @staticmethod
     def highest_overlaps(mask_pos: torch.Tensor, overlaps: torch.Tensor, n_max: int):
@@ -105,7 +101,7 @@ class TaskAlignedAssigner:
         if fg.max() > 1:
             multi = (fg.unsqueeze(1) > 1).expand(-1, n_max, -1)
             best = torch.zeros_like(mask_pos).scatter_(1, overlaps.argmax(1).unsqueeze(1), 1)
-            mask_pos = torch.where(multi, best, mask_pos).float()
+            mask_pos = torch.where(multi, best, mask_pos)
             fg = mask_pos.sum(-2)
         return mask_pos.argmax(-2), fg, mask_pos
 
@@ -115,7 +111,6 @@ class TaskAlignedAssigner:
         flat = target_gt_idx + torch.arange(bs, device=gt_labels.device)[:, None] * m
         labels = gt_labels.long().flatten()[flat].clamp_(0)
         bboxes = gt_bboxes.view(-1, gt_bboxes.shape[-1])[flat]
-        scores = torch.zeros((*labels.shape, self.num_classes), dtype=torch.int64, device=labels.device)
+        scores = torch.zeros((*labels.shape, self.num_classes), dtype=torch.int8, device=labels.device)
         scores.scatter_(2, labels.unsqueeze(-1), 1)
-        scores = torch.where(fg_mask[:, :, None].repeat(1, 1, self.num_classes) > 0, scores, 0)
-        return labels, bboxes, scores
+        return labels, bboxes, scores * (fg_mask[:, :, None] > 0)

@@ -1,4 +1,5 @@
-"""Torch helpers: device selection, weight initialisation, model summary (parameters, GFLOPs), seeding."""
+"""Torch helpers: device selection, training threads, weight initialisation, model summary (parameters, GFLOPs),
+seeding."""
 from __future__ import annotations
 
 import copy
@@ -28,6 +29,24 @@ def select_device(device: str | int | torch.device = "") -> torch.device:
         raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu")
     first = spec.split(",")[0]
     return torch.device(f"cuda:{int(first)}")
+
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_train_threads(threads: int, device: torch.device) -> int:
+    """Torch intra-op threads for training, set and returned: `threads` when > 0; 0 on a CPU device leaves one core
+    to the loader workers and the OS (at most cores - 1, never more than now, i.e. OMP_NUM_THREADS holds), as
+    YOLOv5 and ultralytics do: OpenMP threads that share their cores with the workers spin at every barrier and
+    made a CPU epoch several times slower. Other devices keep torch's default when `threads` is 0."""
+    if threads <= 0 and device.type == "cpu":
+        threads = min(torch.get_num_threads(), max(usable_cores() - 1, 1))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def initialize_weights(model: nn.Module) -> None:

@@ -258,16 +258,15 @@ def train(opts: TrainOptions, hyp: dict | None = None) -> TrainResult:
     import torch.distributed as dist
 
     from utils.cli import UserValueError
-    from utils.torch_utils import select_device
+    from utils.torch_utils import select_device, set_train_threads
     from utils.train.ddp import cleanup, ddp_device, dist_info, init_process_group
 
     opts.validate()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
     info = dist_info()
     if info.enabled and opts.batch_size % info.world_size:
         raise UserValueError(f"--batch-size {opts.batch_size} must be a multiple of WORLD_SIZE {info.world_size}")
     device = ddp_device(info, select_device(opts.device))
+    LOGGER.info(f"torch threads: {set_train_threads(opts.threads, device)} (--threads)")
     own_group = info.enabled and not dist.is_initialized()  # an evolution keeps one group for all generations
     init_process_group(info, device, opts.dist_timeout)
     try:
