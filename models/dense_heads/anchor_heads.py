@@ -2,7 +2,8 @@
 
 - RetinaHead: `stacked_convs` ReLU convs (no norm) per branch, 3x3 predictors of A x nc and A x 4 (DeltaXYWH
   deltas) channels, A = len(ratios) x scales_per_octave anchors per cell.
-- ATSSHead: GN towers, one anchor per cell, class / delta (times a per-level Scale) / centerness (reg tower).
+- ATSSHead: GN towers, one anchor per cell, class / delta (times a per-level Scale) / centerness (reg tower);
+  decoded rows carry the centerness as their score-factor column.
 - GFLHead: GN towers, class / 4 x (reg_max + 1) distance-bin logits (times a per-level Scale), distances in
   units of the level stride, decoded by the expectation of the bin softmax.
 """
@@ -90,9 +91,11 @@ def atss_layout(row):
 
 @register(layout=atss_layout, takes_list=True)
 class ATSSHead(AnchorHead):
-    """Decoded class scores are sigmoid(cls) x sigmoid(centerness), the score mmdet's NMS ranks."""
+    """Decoded rows [cx, cy, w, h, centerness, class scores]: mmdet thresholds and ranks sigmoid(cls) per level,
+    then multiplies the centerness in (the contract's score factor, `has_objectness`)."""
 
     family, loss_name = "ATSSHead", "atss"
+    has_objectness = True
     output_names = ("cls_scores", "bbox_preds", "centernesses")
 
     def __init__(self, nc: int, ch: Sequence[int], cfg: dict | None = None):
@@ -118,7 +121,7 @@ class ATSSHead(AnchorHead):
         boxes, outs = self.decode_deltas(raw)
         scores = torch.cat([flat(c, self.nc) for c in outs["cls_scores"]], 1).sigmoid()
         ctr = torch.cat([flat(c, 1) for c in outs["centernesses"]], 1).sigmoid()
-        return torch.cat((boxes, scores * ctr), -1)
+        return torch.cat((boxes, ctr, scores), -1)
 
 
 def gfl_layout(row):

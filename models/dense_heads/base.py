@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from models.dense_heads.config import head_config, level_strides
 from models.registry import Layout, Row
+from utils.dense.decoded_postprocess import postprocess_decoded
 
 
 def flatten_inputs(c_in: list) -> list[int]:
@@ -55,7 +56,9 @@ class DenseHead(nn.Module):
 
     family = ""
     loss_name = ""  # utils/loss_factory.LOSSES key (utils/loss_dense.py)
-    has_objectness = False
+    has_objectness = False  # decoded rows carry a score factor (FCOS / ATSS centerness, YOLOX objectness)
+    multi_label = True  # every class above the threshold (mmdet's BaseDenseHead); YOLOX keeps the best class
+    na = 1  # priors per cell (anchor heads: anchors per cell)
     has_anchors = False  # mmdet's anchors are generated from the config, not refitted by autoanchor
     output_names: tuple[str, ...] = ("cls_scores", "bbox_preds")
 
@@ -71,11 +74,20 @@ class DenseHead(nn.Module):
     # ------------------------------------------------------------------ contract
     @property
     def test_cfg(self) -> dict:
-        """Post-processing as mmdet's test_cfg states it (score_thr, nms iou, nms_pre, max_per_img), for val/detect."""
+        """Post-processing as mmdet's test_cfg states it (score_thr, nms iou, nms_pre per level, max_per_img,
+        min_bbox_size) and the decoded rows' layout it needs (utils/dense/decoded_postprocess.py); plain JSON
+        values, so exports store it in their metadata."""
         t = self.cfg["test_cfg"]
         return {"score_thr": float(t.get("score_thr", 0.05)), "iou_thres": float(t["nms"]["iou_threshold"]),
-                "nms_pre": int(t.get("nms_pre", -1)), "max_per_img": int(t.get("max_per_img", -1)),
-                "multi_label": not self.has_objectness, "levels": self.nl}
+                "nms_pre": int(t.get("nms_pre", -1)),
+                "max_per_img": int(t.get("max_per_img", -1)) if self.multi_label else -1,  # mmdet's YOLOX ignores it
+                "min_bbox_size": float(t.get("min_bbox_size", -1)), "multi_label": self.multi_label,
+                "score_factor": self.has_objectness, "strides": [float(s) for s in level_strides(self.cfg)],
+                "priors_per_cell": self.na}
+
+    def postprocess(self, decoded: torch.Tensor, hw: Sequence[int], **nms_kw) -> list[torch.Tensor]:
+        """The contract's post-processing: mmdet's, per level (utils/dense/decoded_postprocess.py)."""
+        return postprocess_decoded(decoded, hw, self.test_cfg, **nms_kw)
 
     @property
     def no(self) -> int:

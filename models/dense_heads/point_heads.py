@@ -25,9 +25,11 @@ def fcos_layout(row):
 
 @register(layout=fcos_layout, takes_list=True)
 class FCOSHead(DenseHead):
-    """Decoded class scores are sigmoid(cls) x sigmoid(centerness), the score mmdet's NMS ranks."""
+    """Decoded rows [cx, cy, w, h, centerness, class scores]: mmdet thresholds and ranks sigmoid(cls) per level,
+    then multiplies the centerness in (the contract's score factor, `has_objectness`)."""
 
     family, loss_name = "FCOSHead", "fcos"
+    has_objectness = True
     output_names = ("cls_scores", "bbox_preds", "centernesses")
 
     def __init__(self, nc: int, ch: Sequence[int], cfg: dict | None = None):
@@ -67,7 +69,7 @@ class FCOSHead(DenseHead):
                  for b, s in zip(outs["bbox_preds"], self.stride.tolist())]
         scores = torch.cat([flat(c, self.nc) for c in outs["cls_scores"]], 1).sigmoid()
         ctr = torch.cat([flat(c, 1) for c in outs["centernesses"]], 1).sigmoid()
-        return torch.cat((xyxy2cxcywh(torch.cat(boxes, 1)), scores * ctr), -1)
+        return torch.cat((xyxy2cxcywh(torch.cat(boxes, 1)), ctr, scores), -1)
 
 
 def yolox_layout(row):
@@ -80,6 +82,7 @@ class YOLOXHead(DenseHead):
 
     family, loss_name = "YOLOXHead", "yolox"
     has_objectness = True
+    multi_label = False  # mmdet's YOLOX: the best class per prior
     output_names = ("cls_scores", "bbox_preds", "objectnesses")
 
     def __init__(self, nc: int, ch: Sequence[int], cfg: dict | None = None):
