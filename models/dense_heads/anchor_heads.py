@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from models.dense_heads.base import DenseHead, dense_head_layout
-from models.dense_heads.conv_module import Scale, act_spec, norm_spec, run_convs, stacked_convs
+from models.dense_heads.conv_module import Scale, conv_tower, run_convs, tower_channels
 from models.dense_heads.decode import (base_anchors, delta_decode, distance_decode, flat, grid_anchors, integral,
                                        xyxy2cxcywh)
 from models.registry import register
@@ -28,11 +28,8 @@ class AnchorHead(DenseHead):
         super().__init__(nc, ch, cfg)
         gen = self.cfg["anchor_generator"]
         self.na = len(gen["ratios"]) * int(gen["scales_per_octave"])
-        norm, norm_kw = norm_spec(self.cfg["norm_cfg"], "head_cfg.norm_cfg")
-        act = act_spec(self.cfg.get("act_cfg", {"type": "ReLU"}), "head_cfg.act_cfg")
-        self.cls_convs = stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, act)
-        self.reg_convs = stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, act)
-        self.c_last = self.feat if self.n_convs else ch[0]
+        self.cls_convs, self.reg_convs = conv_tower(self.cfg, ch[0]), conv_tower(self.cfg, ch[0])
+        self.c_last = tower_channels(self.cfg, ch[0])
 
     def anchors(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per level (H * W * A, 4) x1y1x2y2 anchors in pixels (mmdet's AnchorGenerator, centre offset 0)."""
