@@ -24,10 +24,11 @@ def head_backend(head) -> Backend:
                    has_objectness=head.has_objectness, test_cfg=head.test_cfg, postprocess=head.postprocess)
 
 
+@pytest.mark.parametrize("val", [True, False], ids=["val", "detect"])
 @pytest.mark.parametrize("name", FAMILIES)
-def test_val_postprocess_equals_mmdet_predict(name):
-    """val.py's path on the head's decoded rows gives mmdet's predict_by_feat detections (score_thr 0: the
-    reference's predict_test_cfg), boxes, scores and labels in mmdet's order."""
+def test_postprocess_equals_mmdet_predict(name, val):
+    """val.py's and detect.py's path on the head's decoded rows gives mmdet's predict_by_feat detections
+    (score_thr 0: the reference's predict_test_cfg), boxes, scores and labels in mmdet's order."""
     ref = reference(name)
     head = loaded_head(name, training=False)
     assert isinstance(head, DetectionHead)  # the contract's attributes, as the exporter finds heads
@@ -35,7 +36,8 @@ def test_val_postprocess_equals_mmdet_predict(name):
     with torch.no_grad():
         decoded, _ = head(ref["feats"])
     backend = head_backend(head)
-    kw = head_nms_kwargs(backend.test_cfg, {"conf_thres": 0.001, "iou_thres": 0.6, "max_det": 10_000}, val=True)
+    flags = {"conf_thres": 0.001 if val else 0.0, "iou_thres": 0.45, "max_det": 10_000}  # the scripts' own
+    kw = head_nms_kwargs(backend.test_cfg, flags, val=val)
     dets = detections(backend, decoded, hw=(ref["img_size"], ref["img_size"]), **kw)
     p = ref["predict"]
     for i, det in enumerate(dets):
