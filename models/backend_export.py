@@ -111,6 +111,8 @@ def detections(backend, pred, conf_thres: float, iou_thres: float, classes=None,
     if post is not None and not getattr(backend, "nms", None):
         if hw is None:
             raise ValueError("the head's own post-processing needs the input size hw=(h, w)")
+        if isinstance(pred, (list, tuple)):  # a PyTorch model's (decoded, raw)
+            pred = pred[0]
         return post(pred, tuple(hw), conf_thres=conf_thres, iou_thres=iou_thres, classes=classes, agnostic=agnostic,
                     max_det=max_det)
     if not getattr(backend, "nms", None):

@@ -34,11 +34,11 @@ def test_postprocess_equals_mmdet_predict(name, val):
     assert isinstance(head, DetectionHead)  # the contract's attributes, as the exporter finds heads
     head.cfg["test_cfg"] = dict(ref["predict_test_cfg"])
     with torch.no_grad():
-        decoded, _ = head(ref["feats"])
+        out = head(ref["feats"])  # (decoded, raw): detect.py hands the whole output, val.py the decoded rows
     backend = head_backend(head)
     flags = {"conf_thres": 0.001 if val else 0.0, "iou_thres": 0.45, "max_det": 10_000}  # the scripts' own
     kw = head_nms_kwargs(backend.test_cfg, flags, val=val)
-    dets = detections(backend, decoded, hw=(ref["img_size"], ref["img_size"]), **kw)
+    dets = detections(backend, out[0] if val else out, hw=(ref["img_size"], ref["img_size"]), **kw)
     p = ref["predict"]
     for i, det in enumerate(dets):
         assert len(det) == len(p["scores"][i]), f"image {i}"
