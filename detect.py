@@ -114,7 +114,7 @@ def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torc
     t2 = time.perf_counter()
     kw = head_nms_kwargs(getattr(backend, "test_cfg", None),
                          dict(conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det))
-    dets = detections(backend, pred, classes=opt.classes, agnostic=opt.agnostic_nms,
+    dets = detections(backend, pred, hw=im.shape[2:], classes=opt.classes, agnostic=opt.agnostic_nms,
                       has_objectness=getattr(backend, "has_objectness", True), **kw)
     for det, p in zip(dets, batch):
         det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()

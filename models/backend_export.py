@@ -82,14 +82,39 @@ def static_fields(meta: dict) -> dict:
     return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
             "batch_size": None if dynamic else int(meta.get("batch", 1)),
             "has_objectness": bool(meta.get("has_objectness", True)), "nms": meta.get("nms"),
-            "test_cfg": meta.get("test_cfg")}
+            "test_cfg": meta.get("test_cfg"), "postprocess": export_postprocess(meta.get("test_cfg"))}
+
+
+def export_postprocess(test_cfg: dict | None):
+    """An exported dense head's post-processing: the head contract's (mmdet's, per level) from the test_cfg its
+    metadata stores (models/dense_heads/base.py), on the decoded rows the export outputs; None: generic NMS."""
+    if not test_cfg:
+        return None
+    if "strides" not in test_cfg:
+        raise UserValueError("this export's test_cfg has no level layout (strides, priors_per_cell): it was made "
+                             "before the per-level post-processing; export it again")
+    from functools import partial
+
+    from utils.dense.decoded_postprocess import postprocess_decoded
+
+    return partial(postprocess_decoded, settings=dict(test_cfg))
 
 
 def detections(backend, pred, conf_thres: float, iou_thres: float, classes=None, agnostic: bool = False,
-               multi_label: bool = False, max_det: int = 300, **nms_kw) -> list[torch.Tensor]:
-    """Per-image (n, 6) detections of a forward's output: utils/nms.py, or for an in-graph NMS export its rows (the
-    thresholds were fed to the graph: `with_thresholds`), cut to `classes` and `max_det`. Per-class NMS makes the
-    class filter after NMS equal to YOLOv5's before it; rows come sorted by score, so the cut keeps the best."""
+               multi_label: bool = False, max_det: int = 300, hw=None, **nms_kw) -> list[torch.Tensor]:
+    """Per-image (n, 6) detections of a forward's output for an (h, w) input `hw`: the head's own post-processing
+    (`backend.postprocess`, the head contract's; mmdet families), utils/nms.py, or for an in-graph NMS export its
+    rows (the thresholds were fed to the graph: `with_thresholds`), cut to `classes` and `max_det`. Per-class NMS
+    makes the class filter after NMS equal to YOLOv5's before it; rows come sorted by score, so the cut keeps the
+    best."""
+    post = getattr(backend, "postprocess", None)
+    if post is not None and not getattr(backend, "nms", None):
+        if hw is None:
+            raise ValueError("the head's own post-processing needs the input size hw=(h, w)")
+        if isinstance(pred, (list, tuple)):  # a PyTorch model's (decoded, raw)
+            pred = pred[0]
+        return post(pred, tuple(hw), conf_thres=conf_thres, iou_thres=iou_thres, classes=classes, agnostic=agnostic,
+                    max_det=max_det)
     if not getattr(backend, "nms", None):
         from utils.nms import non_max_suppression
 

@@ -54,6 +54,9 @@ class Backend:
     model: torch.nn.Module | None = field(default=None, repr=False)
     has_objectness: bool = True  # decoded rows carry objectness (YOLOv5) or not (anchor-free; the head contract)
     test_cfg: dict | None = None  # the head's own post-processing (mmdet-family heads; utils/nms.head_nms_kwargs)
+    # decoded (B, N, no), input (h, w), NMS keywords -> per-image (n, 6) rows: the head contract's `postprocess`
+    # (an export: the same, rebuilt from its metadata's test_cfg); None: utils/nms.non_max_suppression
+    postprocess: Callable[..., list] | None = field(default=None, repr=False)
     nms: dict | None = None  # in-graph NMS export (its conf/iou/max_det): forward gives per-image (n, 6) rows
     # One original BGR image, conf, IoU -> (n, 6) [x1, y1, x2, y2, conf, cls] in its pixels, when the backend has
     # its own end-to-end pipeline (Darknet mode); None: letterbox -> forward -> NMS as YOLOv5.
@@ -93,7 +96,8 @@ def _from_pytorch(model: torch.nn.Module, device: torch.device, half: bool, chan
         return _cat_outputs([model(part, augment=augment) for part in im.split(chunk)])
 
     return Backend(forward, list(model.names), int(model.stride.max()), kind, device, fp16=half, model=model,
-                   has_objectness=model.detect.has_objectness, test_cfg=getattr(model.detect, "test_cfg", None))
+                   has_objectness=model.detect.has_objectness, test_cfg=getattr(model.detect, "test_cfg", None),
+                   postprocess=getattr(model.detect, "postprocess", None))
 
 
 def _from_darknet(path: Path, cfg: str | Path | None, device: torch.device, fuse: bool, half: bool,

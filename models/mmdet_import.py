@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import models.dense_heads  # noqa: F401
-from models.dense_heads.config import head_config
+from models.dense_heads.base import head_config
 from models.registry import MODULES
 
 FIXED = ("integral.project",)

@@ -124,16 +124,14 @@ def head_nms_kwargs(test_cfg: dict | None, kw: dict, val: bool = False) -> dict:
     mmdetection's score_thr / nms iou / nms_pre / max_per_img) in place of the script's defaults.
 
     val.py takes them all (the family's figures are measured as mmdetection measures them); detect.py keeps
-    its --conf-thres when it is higher than score_thr (a display threshold). `nms_pre` (pairs kept per level
-    before NMS in mmdetection) becomes the total kept before NMS (`max_nms`); `max_per_img` <= 0 keeps all.
-    `multi_label` follows the head: one label per box for heads with objectness (YOLOX), every class above
-    the threshold otherwise."""
+    its --conf-thres when it is higher than score_thr (a display threshold); `max_per_img` <= 0 keeps the
+    script's --max-det. `nms_pre` (pairs kept per level) is the head's own post-processing's
+    (utils/dense/decoded_postprocess.py), which takes these keywords; `multi_label` follows the head (YOLOX: one
+    label per box)."""
     if not test_cfg:
         return kw
     out = dict(kw, iou_thres=test_cfg["iou_thres"], multi_label=test_cfg["multi_label"])
     out["conf_thres"] = test_cfg["score_thr"] if val else max(kw["conf_thres"], test_cfg["score_thr"])
     if test_cfg["max_per_img"] > 0:
         out["max_det"] = test_cfg["max_per_img"]
-    if test_cfg["nms_pre"] > 0:
-        out["max_nms"] = test_cfg["nms_pre"] * test_cfg.get("levels", 1)
     return out

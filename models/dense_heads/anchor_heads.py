@@ -2,7 +2,8 @@
 
 - RetinaHead: `stacked_convs` ReLU convs (no norm) per branch, 3x3 predictors of A x nc and A x 4 (DeltaXYWH
   deltas) channels, A = len(ratios) x scales_per_octave anchors per cell.
-- ATSSHead: GN towers, one anchor per cell, class / delta (times a per-level Scale) / centerness (reg tower).
+- ATSSHead: GN towers, one anchor per cell, class / delta (times a per-level Scale) / centerness (reg tower);
+  decoded rows carry the centerness as their score-factor column.
 - GFLHead: GN towers, class / 4 x (reg_max + 1) distance-bin logits (times a per-level Scale), distances in
   units of the level stride, decoded by the expectation of the bin softmax.
 """
@@ -14,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from models.dense_heads.base import DenseHead, dense_head_layout
-from models.dense_heads.conv_module import Scale, act_spec, norm_spec, run_convs, stacked_convs
+from models.dense_heads.conv_module import Scale, conv_tower, run_convs, tower_channels
 from models.dense_heads.decode import (base_anchors, delta_decode, distance_decode, flat, grid_anchors, integral,
                                        xyxy2cxcywh)
 from models.registry import register
@@ -27,11 +28,8 @@ class AnchorHead(DenseHead):
         super().__init__(nc, ch, cfg)
         gen = self.cfg["anchor_generator"]
         self.na = len(gen["ratios"]) * int(gen["scales_per_octave"])
-        norm, norm_kw = norm_spec(self.cfg["norm_cfg"], "head_cfg.norm_cfg")
-        act = act_spec(self.cfg.get("act_cfg", {"type": "ReLU"}), "head_cfg.act_cfg")
-        self.cls_convs = stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, act)
-        self.reg_convs = stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, act)
-        self.c_last = self.feat if self.n_convs else ch[0]
+        self.cls_convs, self.reg_convs = conv_tower(self.cfg, ch[0]), conv_tower(self.cfg, ch[0])
+        self.c_last = tower_channels(self.cfg, ch[0])
 
     def anchors(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per level (H * W * A, 4) x1y1x2y2 anchors in pixels (mmdet's AnchorGenerator, centre offset 0)."""
@@ -90,9 +88,11 @@ def atss_layout(row):
 
 @register(layout=atss_layout, takes_list=True)
 class ATSSHead(AnchorHead):
-    """Decoded class scores are sigmoid(cls) x sigmoid(centerness), the score mmdet's NMS ranks."""
+    """Decoded rows [cx, cy, w, h, centerness, class scores]: mmdet thresholds and ranks sigmoid(cls) per level,
+    then multiplies the centerness in (the contract's score factor, `has_objectness`)."""
 
     family, loss_name = "ATSSHead", "atss"
+    has_objectness = True
     output_names = ("cls_scores", "bbox_preds", "centernesses")
 
     def __init__(self, nc: int, ch: Sequence[int], cfg: dict | None = None):
@@ -118,7 +118,7 @@ class ATSSHead(AnchorHead):
         boxes, outs = self.decode_deltas(raw)
         scores = torch.cat([flat(c, self.nc) for c in outs["cls_scores"]], 1).sigmoid()
         ctr = torch.cat([flat(c, 1) for c in outs["centernesses"]], 1).sigmoid()
-        return torch.cat((boxes, scores * ctr), -1)
+        return torch.cat((boxes, ctr, scores), -1)
 
 
 def gfl_layout(row):

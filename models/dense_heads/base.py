@@ -3,9 +3,9 @@ contract, the head contract of models/head_protocol.py, and the split of raw map
 
 YAML row: `[from, 1, RetinaHead, [nc]]` or `[from, 1, RetinaHead, [nc, head_cfg]]`; `from` names the levels
 (fine to coarse, e.g. the 5 maps of an FPN row or separate rows), all with the same channels; `head_cfg`
-is a mapping in mmdetection's head structure (defaults and merge rule: utils/dense's, see
-models/dense_heads/config.py) whose parts are checked when the row is built, errors naming the file, the row
-and the key.
+is a mapping in mmdetection's head structure (defaults per family and merge rule: utils/dense's,
+`utils.dense.families.head_config`, each family's DEFAULTS) whose parts are checked when the row is built,
+errors naming the file, the row and the key.
 
 Raw maps per level (training output, the loss's input): the head's named outputs (`output_names`, mmdet's
 order: cls_scores, bbox_preds, then centernesses / objectnesses) concatenated on the channel axis.
@@ -18,8 +18,26 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from models.dense_heads.config import head_config, level_strides
 from models.registry import Layout, Row
+from utils.cli import UserError, UserValueError
+from utils.dense.families import head_config as family_head_config
+from utils.dense.decoded_postprocess import postprocess_decoded
+
+
+def head_config(family: str, nc: int, in_channels: int, user: dict | None, where: str = "head_cfg") -> dict:
+    """utils/dense's full head dict (num_classes, in_channels, every default, `user` merged in), with the checks
+    of what the module builds from it (stacked_convs, feat_channels); errors name the key path."""
+    cfg = family_head_config(family, nc, in_channels, user, where)
+    for key, least in (("stacked_convs", 0), ("feat_channels", 1)):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < least:
+            raise UserValueError(f"{where}.{key}: must be a positive int, got {cfg[key]!r}")
+    return cfg
+
+
+def level_strides(cfg: dict) -> list[int]:
+    """The strides the config's prior generator names (anchor_generator.strides or strides)."""
+    gen = cfg.get("anchor_generator")
+    return list(gen["strides"]) if gen else list(cfg["strides"])
 
 
 def flatten_inputs(c_in: list) -> list[int]:
@@ -41,9 +59,13 @@ def dense_head_layout(row: Row, family: str) -> Layout:
     ch = flatten_inputs(row.c_in)
     if len(set(ch)) != 1:
         raise ValueError(f"{family} shares its convs across levels: every input needs the same channels, got {ch}")
-    cfg = head_config(family, row.args[0], ch[0], user)
     from models.dense_heads.parts import check_parts
-    check_parts(cfg, "head_cfg")
+
+    try:  # utils/dense's errors (some are KeyErrors) as the ValueError parse_model names the file and row with
+        cfg = head_config(family, row.args[0], ch[0], user)
+        check_parts(cfg, "head_cfg")
+    except UserError as e:
+        raise ValueError(e.args[0] if e.args else str(e)) from None
     if len(level_strides(cfg)) != len(ch):
         raise ValueError(f"{family}: {len(ch)} input levels but head_cfg names {len(level_strides(cfg))} strides "
                          f"{level_strides(cfg)}")
@@ -55,7 +77,9 @@ class DenseHead(nn.Module):
 
     family = ""
     loss_name = ""  # utils/loss_factory.LOSSES key (utils/loss_dense.py)
-    has_objectness = False
+    has_objectness = False  # decoded rows carry a score factor (FCOS / ATSS centerness, YOLOX objectness)
+    multi_label = True  # every class above the threshold (mmdet's BaseDenseHead); YOLOX keeps the best class
+    na = 1  # priors per cell (anchor heads: anchors per cell)
     has_anchors = False  # mmdet's anchors are generated from the config, not refitted by autoanchor
     output_names: tuple[str, ...] = ("cls_scores", "bbox_preds")
 
@@ -65,17 +89,24 @@ class DenseHead(nn.Module):
         self.nc, self.nl = nc, len(ch)
         self.register_buffer("stride", torch.tensor(level_strides(self.cfg), dtype=torch.float), persistent=False)
         self.export = False
-        self.feat = self.cfg["feat_channels"]
-        self.n_convs = self.cfg["stacked_convs"]
 
     # ------------------------------------------------------------------ contract
     @property
     def test_cfg(self) -> dict:
-        """Post-processing as mmdet's test_cfg states it (score_thr, nms iou, nms_pre, max_per_img), for val/detect."""
+        """Post-processing as mmdet's test_cfg states it (score_thr, nms iou, nms_pre per level, max_per_img,
+        min_bbox_size) and the decoded rows' layout it needs (utils/dense/decoded_postprocess.py); plain JSON
+        values, so exports store it in their metadata."""
         t = self.cfg["test_cfg"]
         return {"score_thr": float(t.get("score_thr", 0.05)), "iou_thres": float(t["nms"]["iou_threshold"]),
-                "nms_pre": int(t.get("nms_pre", -1)), "max_per_img": int(t.get("max_per_img", -1)),
-                "multi_label": not self.has_objectness, "levels": self.nl}
+                "nms_pre": int(t.get("nms_pre", -1)),
+                "max_per_img": int(t.get("max_per_img", -1)) if self.multi_label else -1,  # mmdet's YOLOX ignores it
+                "min_bbox_size": float(t.get("min_bbox_size", -1)), "multi_label": self.multi_label,
+                "score_factor": self.has_objectness, "strides": [float(s) for s in level_strides(self.cfg)],
+                "priors_per_cell": self.na}
+
+    def postprocess(self, decoded: torch.Tensor, hw: Sequence[int], **nms_kw) -> list[torch.Tensor]:
+        """The contract's post-processing: mmdet's, per level (utils/dense/decoded_postprocess.py)."""
+        return postprocess_decoded(decoded, hw, self.test_cfg, **nms_kw)
 
     @property
     def no(self) -> int:

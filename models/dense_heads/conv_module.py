@@ -82,6 +82,19 @@ def stacked_convs(c1: int, c: int, n: int, norm: str | None, norm_kw: dict, act:
     return nn.ModuleList(ConvModule(c1 if i == 0 else c, c, 3, 1, norm, norm_kw, act, bias) for i in range(n))
 
 
+def conv_tower(cfg: dict, c1: int, where: str = "head_cfg") -> nn.ModuleList:
+    """One branch of a head config (mmdet's cls_convs / reg_convs): `stacked_convs` ConvModules of `feat_channels`
+    with its norm_cfg and act_cfg (ReLU when the config has none), the first from c1 channels."""
+    norm, norm_kw = norm_spec(cfg["norm_cfg"], f"{where}.norm_cfg")
+    act = act_spec(cfg.get("act_cfg", {"type": "ReLU"}), f"{where}.act_cfg")
+    return stacked_convs(c1, cfg["feat_channels"], cfg["stacked_convs"], norm, norm_kw, act)
+
+
+def tower_channels(cfg: dict, c1: int) -> int:
+    """Channels a tower outputs (its input's when it has no convs): what the predictors take."""
+    return cfg["feat_channels"] if cfg["stacked_convs"] else c1
+
+
 def run_convs(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
     for m in convs:
         x = m(x)

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from models.dense_heads.base import DenseHead, dense_head_layout
-from models.dense_heads.conv_module import Scale, act_spec, norm_spec, run_convs, stacked_convs
+from models.dense_heads.conv_module import Scale, conv_tower, run_convs, tower_channels
 from models.dense_heads.decode import distance_decode, flat, grid_points, xyxy2cxcywh
 from models.registry import register
 
@@ -25,17 +25,17 @@ def fcos_layout(row):
 
 @register(layout=fcos_layout, takes_list=True)
 class FCOSHead(DenseHead):
-    """Decoded class scores are sigmoid(cls) x sigmoid(centerness), the score mmdet's NMS ranks."""
+    """Decoded rows [cx, cy, w, h, centerness, class scores]: mmdet thresholds and ranks sigmoid(cls) per level,
+    then multiplies the centerness in (the contract's score factor, `has_objectness`)."""
 
     family, loss_name = "FCOSHead", "fcos"
+    has_objectness = True
     output_names = ("cls_scores", "bbox_preds", "centernesses")
 
     def __init__(self, nc: int, ch: Sequence[int], cfg: dict | None = None):
         super().__init__(nc, ch, cfg)
-        norm, norm_kw = norm_spec(self.cfg["norm_cfg"], "head_cfg.norm_cfg")
-        self.cls_convs = stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, "ReLU")
-        self.reg_convs = stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, "ReLU")
-        c = self.feat if self.n_convs else ch[0]
+        self.cls_convs, self.reg_convs = conv_tower(self.cfg, ch[0]), conv_tower(self.cfg, ch[0])
+        c = tower_channels(self.cfg, ch[0])
         self.conv_cls = nn.Conv2d(c, nc, 3, padding=1)
         self.conv_reg = nn.Conv2d(c, 4, 3, padding=1)
         self.conv_centerness = nn.Conv2d(c, 1, 3, padding=1)
@@ -67,7 +67,7 @@ class FCOSHead(DenseHead):
                  for b, s in zip(outs["bbox_preds"], self.stride.tolist())]
         scores = torch.cat([flat(c, self.nc) for c in outs["cls_scores"]], 1).sigmoid()
         ctr = torch.cat([flat(c, 1) for c in outs["centernesses"]], 1).sigmoid()
-        return torch.cat((xyxy2cxcywh(torch.cat(boxes, 1)), scores * ctr), -1)
+        return torch.cat((xyxy2cxcywh(torch.cat(boxes, 1)), ctr, scores), -1)
 
 
 def yolox_layout(row):
@@ -80,19 +80,16 @@ class YOLOXHead(DenseHead):
 
     family, loss_name = "YOLOXHead", "yolox"
     has_objectness = True
+    multi_label = False  # mmdet's YOLOX: the best class per prior
     output_names = ("cls_scores", "bbox_preds", "objectnesses")
 
     def __init__(self, nc: int, ch: Sequence[int], cfg: dict | None = None):
         super().__init__(nc, ch, cfg)
         if self.cfg["use_depthwise"]:
             raise ValueError("YOLOXHead: use_depthwise is not supported here")
-        norm, norm_kw = norm_spec(self.cfg["norm_cfg"], "head_cfg.norm_cfg")
-        act = act_spec(self.cfg["act_cfg"], "head_cfg.act_cfg")
-        c = self.feat if self.n_convs else ch[0]
-        self.multi_level_cls_convs = nn.ModuleList(
-            nn.Sequential(*stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, act)) for _ in ch)
-        self.multi_level_reg_convs = nn.ModuleList(
-            nn.Sequential(*stacked_convs(ch[0], self.feat, self.n_convs, norm, norm_kw, act)) for _ in ch)
+        c = tower_channels(self.cfg, ch[0])
+        self.multi_level_cls_convs = nn.ModuleList(nn.Sequential(*conv_tower(self.cfg, ch[0])) for _ in ch)
+        self.multi_level_reg_convs = nn.ModuleList(nn.Sequential(*conv_tower(self.cfg, ch[0])) for _ in ch)
         self.multi_level_conv_cls = nn.ModuleList(nn.Conv2d(c, nc, 1) for _ in ch)
         self.multi_level_conv_reg = nn.ModuleList(nn.Conv2d(c, 4, 1) for _ in ch)
         self.multi_level_conv_obj = nn.ModuleList(nn.Conv2d(c, 1, 1) for _ in ch)

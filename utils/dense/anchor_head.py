@@ -1,11 +1,12 @@
 """What the anchor families (RetinaNet, ATSS, GFL) share: config, anchors of a batch, targets, predictions."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from utils.dense.anchor_targets import AnchorTargets, anchor_targets_single
+from utils.dense.anchor_targets import AnchorTargets, anchor_targets_single, images_to_levels
 from utils.dense.assign_result import AssignResult
 from utils.dense.dense_predict import per_image, predict_single
 from utils.dense.head_config import MODULE_KEYS, build_assigner, check_train_cfg, head_defaults, img_hw, number
@@ -16,8 +17,20 @@ from utils.dense.registry import build_part
 Outs = Mapping[str, Sequence[torch.Tensor]]
 
 
+@dataclass
+class LevelTargets:
+    """The opening of every anchor family's loss_by_feat: checked outs, anchors per level, the targets of the
+    batch split per level (`levels[key][lvl]`, images concatenated), avg_factor (sum of max(positives, 1))."""
+    outs: dict[str, list[torch.Tensor]]
+    anchors: list[torch.Tensor]
+    levels: dict[str, list[torch.Tensor]]
+    avg_factor: float
+    n_img: int
+
+
 class AnchorHeadMath:
-    """Base of the anchor families; subclasses set DEFAULTS, MATH_KEYS, ASSIGNER_INPUTS and the loss."""
+    """Base of the anchor families; subclasses set DEFAULTS, MATH_KEYS, ASSIGNER_INPUTS, LOSS_NAMES (each a
+    head_cfg loss built as the attribute of that name) and loss_by_feat."""
 
     head_type = ""
     DEFAULTS: dict = {}
@@ -25,6 +38,7 @@ class AnchorHeadMath:
     ASSIGNER_INPUTS: tuple = ("priors", "priors_per_level")
     forward_output_names: tuple = ("cls_scores", "bbox_preds")
     score_factor_name: str | None = None  # the outs key whose sigmoid multiplies the scores at test time
+    LOSS_NAMES: tuple = ()
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
         known = (*MODULE_KEYS, *self.MATH_KEYS)
@@ -37,6 +51,9 @@ class AnchorHeadMath:
         self.assigner = build_assigner(self.train_cfg, self.ASSIGNER_INPUTS, f"{where}.train_cfg")
         self.allowed_border = self.train_cfg.get("allowed_border", -1)
         self.pos_weight = self.train_cfg.get("pos_weight", -1)
+        self.bbox_coder = build_part("bbox_coder", cfg["bbox_coder"], f"{where}.bbox_coder")
+        for name in self.LOSS_NAMES:
+            setattr(self, name, build_part("loss", cfg[name], f"{where}.{name}"))
 
     @property
     def strides(self) -> list[int]:
@@ -81,6 +98,18 @@ class AnchorHeadMath:
                                          self.pos_weight, ig)
                    for b, l, ig in zip(gt_bboxes, gt_labels, ignore)]
         return anchors, per_img
+
+    def level_targets(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
+                      img_size: int | Sequence[int], gt_bboxes_ignore: Sequence[torch.Tensor | None] | None,
+                      keys: Sequence[str]) -> LevelTargets:
+        """Checked outs, anchors and the `keys` of the targets (AnchorTargets fields) per level."""
+        outs = self.check_outs(outs)
+        cls_scores = outs["cls_scores"]
+        anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
+                                        cls_scores[0].device, gt_bboxes_ignore)
+        num_level = [a.size(0) for a in anchors]
+        levels = {k: images_to_levels([getattr(t, k) for t in per_img], num_level) for k in keys}
+        return LevelTargets(outs, anchors, levels, float(sum(t.num_pos for t in per_img)), cls_scores[0].size(0))
 
     def encode_targets(self, priors: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """Regression target of positives (the gt boxes themselves unless a subclass encodes them)."""

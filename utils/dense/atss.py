@@ -7,13 +7,11 @@ against the assigned gt. Defaults: configs/atss/atss_r50_fpn_1x_coco.py of mmdet
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import torch
 
 from utils.dense.anchor_head import AnchorHeadMath, Outs, flat_level
-from utils.dense.anchor_targets import images_to_levels
-from utils.dense.registry import build_part
 
 ATSS_DEFAULTS = {
     "num_classes": 80,
@@ -52,27 +50,15 @@ class ATSSMath(AnchorHeadMath):
     score_factor_name = "centernesses"
     reg_decoded_bbox = True  # the bbox loss compares decoded boxes with the gt boxes (fixed, as in mmdetection)
 
-    def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
-        super().__init__(head_cfg, where)
-        cfg = self.cfg
-        self.bbox_coder = build_part("bbox_coder", cfg["bbox_coder"], f"{where}.bbox_coder")
-        self.loss_cls = build_part("loss", cfg["loss_cls"], f"{where}.loss_cls")
-        self.loss_bbox = build_part("loss", cfg["loss_bbox"], f"{where}.loss_bbox")
-        self.loss_centerness = build_part("loss", cfg["loss_centerness"], f"{where}.loss_centerness")
-
     def loss_by_feat(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls', 'loss_bbox', 'loss_centerness'}: each a list per level."""
-        outs = self.check_outs(outs)
-        cls_scores, bbox_preds, centernesses = outs["cls_scores"], outs["bbox_preds"], outs["centernesses"]
-        anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
-                                        cls_scores[0].device, gt_bboxes_ignore)
-        num_level = [a.size(0) for a in anchors]
-        avg_factor = float(sum(t.num_pos for t in per_img))
-        labels_l, weights_l, targets_l = (images_to_levels([getattr(t, k) for t in per_img], num_level)
-                                          for k in ("labels", "label_weights", "bbox_targets"))
-        n_img = cls_scores[0].size(0)
+        lt = self.level_targets(outs, gt_bboxes, gt_labels, img_size, gt_bboxes_ignore,
+                                ("labels", "label_weights", "bbox_targets"))
+        cls_scores, bbox_preds, centernesses = (lt.outs[k] for k in self.forward_output_names)
+        anchors, avg_factor, n_img = lt.anchors, lt.avg_factor, lt.n_img
+        labels_l, weights_l, targets_l = lt.levels["labels"], lt.levels["label_weights"], lt.levels["bbox_targets"]
         losses_cls, losses_bbox, losses_ctr, ctr_sums = [], [], [], []
         for lvl in range(len(cls_scores)):
             cls = flat_level(cls_scores[lvl], self.num_classes).contiguous()

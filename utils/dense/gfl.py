@@ -14,12 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from utils.dense.anchor_head import AnchorHeadMath, Outs, flat_level
-from utils.dense.anchor_targets import images_to_levels
-
 from utils.dense.head_config import number
 from utils.dense.overlaps import bbox_overlaps
 from utils.dense.predict import Detections, bbox_post_process, filter_scores_and_topk
-from utils.dense.registry import build_part
 
 GFL_DEFAULTS = {
     "num_classes": 80,
@@ -61,27 +58,18 @@ class GFLMath(AnchorHeadMath):
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
         super().__init__(head_cfg, where)
-        cfg = self.cfg
-        self.reg_max = number(cfg, "reg_max", where, integer=True, minimum=1)
+        self.reg_max = number(self.cfg, "reg_max", where, integer=True, minimum=1)
         self.bbox_channels = 4 * (self.reg_max + 1)
-        self.bbox_coder = build_part("bbox_coder", cfg["bbox_coder"], f"{where}.bbox_coder")
-        self.loss_cls = build_part("loss", cfg["loss_cls"], f"{where}.loss_cls")
-        self.loss_dfl = build_part("loss", cfg["loss_dfl"], f"{where}.loss_dfl")
-        self.loss_bbox = build_part("loss", cfg["loss_bbox"], f"{where}.loss_bbox")
 
     def loss_by_feat(self, outs: Outs, gt_bboxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls', 'loss_bbox', 'loss_dfl'}: each a list per level; bbox_preds are (N, 4*(reg_max+1), H, W)."""
-        outs = self.check_outs(outs)
-        cls_scores, bbox_preds = outs["cls_scores"], outs["bbox_preds"]
-        anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
-                                        cls_scores[0].device, gt_bboxes_ignore)
-        num_level = [a.size(0) for a in anchors]
-        avg_factor = float(sum(t.num_pos for t in per_img))
-        labels_l, weights_l, targets_l = (images_to_levels([getattr(t, k) for t in per_img], num_level)
-                                          for k in ("labels", "label_weights", "bbox_targets"))
-        n_img, bins = cls_scores[0].size(0), self.reg_max + 1
+        lt = self.level_targets(outs, gt_bboxes, gt_labels, img_size, gt_bboxes_ignore,
+                                ("labels", "label_weights", "bbox_targets"))
+        cls_scores, bbox_preds = lt.outs["cls_scores"], lt.outs["bbox_preds"]
+        anchors, avg_factor, n_img, bins = lt.anchors, lt.avg_factor, lt.n_img, self.reg_max + 1
+        labels_l, weights_l, targets_l = lt.levels["labels"], lt.levels["label_weights"], lt.levels["bbox_targets"]
         losses_cls, losses_bbox, losses_dfl, weight_sums = [], [], [], []
         for lvl, stride in enumerate(self.strides):
             cls = flat_level(cls_scores[lvl], self.num_classes)

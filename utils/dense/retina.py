@@ -11,9 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from utils.dense.anchor_head import AnchorHeadMath, Outs, flat_level
-from utils.dense.anchor_targets import images_to_levels
 from utils.dense.head_config import flag
-from utils.dense.registry import build_part
 
 RETINA_DEFAULTS = {
     "num_classes": 80,
@@ -44,11 +42,7 @@ class RetinaMath(AnchorHeadMath):
 
     def __init__(self, head_cfg: Mapping[str, Any] | None = None, where: str = "head_cfg"):
         super().__init__(head_cfg, where)
-        cfg = self.cfg
-        self.bbox_coder = build_part("bbox_coder", cfg["bbox_coder"], f"{where}.bbox_coder")
-        self.loss_cls = build_part("loss", cfg["loss_cls"], f"{where}.loss_cls")
-        self.loss_bbox = build_part("loss", cfg["loss_bbox"], f"{where}.loss_bbox")
-        self.reg_decoded_bbox = flag(cfg, "reg_decoded_bbox", where)
+        self.reg_decoded_bbox = flag(self.cfg, "reg_decoded_bbox", where)
 
     def encode_targets(self, priors: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         return gt if self.reg_decoded_bbox else self.bbox_coder.encode(priors, gt)
@@ -57,18 +51,12 @@ class RetinaMath(AnchorHeadMath):
                      img_size: int | Sequence[int],
                      gt_bboxes_ignore: Sequence[torch.Tensor | None] | None = None) -> dict[str, list[torch.Tensor]]:
         """{'loss_cls': [per level], 'loss_bbox': [per level]} from outs cls_scores, bbox_preds (N, A*K, H, W)."""
-        outs = self.check_outs(outs)
-        cls_scores, bbox_preds = outs["cls_scores"], outs["bbox_preds"]
-        anchors, per_img = self.targets([c.shape[-2:] for c in cls_scores], gt_bboxes, gt_labels, img_size,
-                                        cls_scores[0].device, gt_bboxes_ignore)
-        num_level = [a.size(0) for a in anchors]
-        avg_factor = sum(t.num_pos for t in per_img)
-        levels = [images_to_levels([getattr(t, k) for t in per_img], num_level)
-                  for k in ("labels", "label_weights", "bbox_targets", "bbox_weights")]
-        n_img = cls_scores[0].size(0)
+        keys = ("labels", "label_weights", "bbox_targets", "bbox_weights")
+        lt = self.level_targets(outs, gt_bboxes, gt_labels, img_size, gt_bboxes_ignore, keys)
+        anchors, avg_factor, n_img = lt.anchors, lt.avg_factor, lt.n_img
         losses_cls, losses_bbox = [], []
-        for lvl, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
-            labels, label_weights, bbox_targets, bbox_weights = (x[lvl] for x in levels)
+        for lvl, (cls, reg) in enumerate(zip(lt.outs["cls_scores"], lt.outs["bbox_preds"])):
+            labels, label_weights, bbox_targets, bbox_weights = (lt.levels[k][lvl] for k in keys)
             losses_cls.append(self.loss_cls(flat_level(cls, self.num_classes), labels, label_weights,
                                             avg_factor=avg_factor))
             pred = flat_level(reg, 4)

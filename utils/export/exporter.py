@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from models.backends import TORCHSCRIPT_META, export_metadata, load_backend
-from models.head_protocol import DetectionHead, find_head
+from models.head_protocol import DetectionHead
 from utils.cli import UserValueError
 from utils.export import openvino as ov_export
 from utils.export.onnx_nms import add_nms, verify_nms
@@ -53,8 +53,7 @@ def export_state(model: torch.nn.Module) -> Iterator[DecodedOnly]:
     of the contract, models/head_protocol.py),
     wrapped in DecodedOnly; every module's training flag and every head's `export` are restored on exit."""
     training = {m: m.training for m in model.modules()}
-    head = find_head(model)
-    heads = {m: m.export for m in model.modules() if isinstance(m, DetectionHead) or m is head}
+    heads = {m: m.export for m in model.modules() if isinstance(m, DetectionHead)}
     model.eval()
     for head in heads:
         head.export = True

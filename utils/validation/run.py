@@ -127,7 +127,7 @@ def _batch_step(backend, im, targets, augment, compute_loss, nms_kw, timers, los
     h, w = im.shape[2:]
     targets[:, 2:] *= torch.tensor((w, h, w, h), device=targets.device)
     with dt_nms:
-        out = detections(backend, preds, **nms_kw)
+        out = detections(backend, preds, hw=(h, w), **nms_kw)
     return out, targets, (h, w)
 
 
@@ -184,7 +184,8 @@ def _backend_for(model, weights, device, half, cfg=None, darknet_mode=False, run
     backend = Backend(lambda im, augment=False: model(im, augment=augment) if augment else model(im), names,
                       int(max(model.stride.max(), 32)) if hasattr(model, "stride") else 32, "pt", p.device,
                       fp16=p.dtype == torch.float16, model=model, has_objectness=model.detect.has_objectness,
-                      test_cfg=getattr(model.detect, "test_cfg", None))
+                      test_cfg=getattr(model.detect, "test_cfg", None),
+                      postprocess=getattr(model.detect, "postprocess", None))
     return backend, was_training
 
 

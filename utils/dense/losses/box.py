@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from utils.dense.losses.reduce import Loss, weight_reduce_loss
+from utils.dense.losses.reduce import Loss
 from utils.dense.overlaps import bbox_overlaps
 
 IOU_MODES = ("linear", "square", "log")
@@ -36,7 +36,19 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> to
     return 1 - bbox_overlaps(pred, target, mode="giou", is_aligned=True, eps=eps)
 
 
-class IoULoss(Loss):
+class BoxLoss(Loss):
+    """mmdetection's box-loss call: a weight with no positive entry short-cuts to (pred * weight).sum()."""
+
+    def shortcut(self, pred, target, weight, reduction) -> torch.Tensor | None:
+        return _no_positive_weight(pred, weight, reduction)
+
+
+def _per_box(weight: torch.Tensor | None) -> torch.Tensor | None:
+    """A (n, 4) weight averaged to (n,), as the IoU losses weigh boxes, not coordinates."""
+    return weight.mean(-1) if weight is not None and weight.dim() > 1 else weight
+
+
+class IoULoss(BoxLoss):
     def __init__(self, linear: bool = False, eps: float = 1e-6, reduction: str = "mean", loss_weight: float = 1.0,
                  mode: str = "log"):
         if mode not in IOU_MODES:
@@ -45,66 +57,48 @@ class IoULoss(Loss):
         self.mode = "linear" if linear else mode
         self.linear, self.eps = linear, float(eps)
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
-        zero = _no_positive_weight(pred, weight, reduction)
-        if zero is not None:
-            return zero
-        if weight is not None and weight.dim() > 1:
-            weight = weight.mean(-1)
-        loss = iou_loss(pred, target, self.mode, self.eps)
-        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+    def elementwise(self, pred, target, weight):
+        return iou_loss(pred, target, self.mode, self.eps), _per_box(weight)
 
 
-class GIoULoss(Loss):
+class GIoULoss(BoxLoss):
     def __init__(self, eps: float = 1e-6, reduction: str = "mean", loss_weight: float = 1.0):
         super().__init__(reduction, loss_weight)
         self.eps = float(eps)
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
-        zero = _no_positive_weight(pred, weight, reduction)
-        if zero is not None:
-            return zero
-        if weight is not None and weight.dim() > 1:
-            weight = weight.mean(-1)
-        return self.loss_weight * weight_reduce_loss(giou_loss(pred, target, self.eps), weight, reduction, avg_factor)
+    def elementwise(self, pred, target, weight):
+        return giou_loss(pred, target, self.eps), _per_box(weight)
 
 
-class L1Loss(Loss):
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
-        zero = _no_positive_weight(pred, weight, reduction)
-        if zero is not None:
-            return zero
-        if target.numel() == 0:
-            return pred.sum() * 0
+class CoordinateLoss(BoxLoss):
+    """L1-type losses on the coordinate differences; an empty target gives pred.sum() * 0."""
+
+    def shortcut(self, pred, target, weight, reduction) -> torch.Tensor | None:
+        zero = super().shortcut(pred, target, weight, reduction)
+        return pred.sum() * 0 if zero is None and target.numel() == 0 else zero
+
+    def elementwise(self, pred, target, weight):
         _same_shape(pred, target)
-        return self.loss_weight * weight_reduce_loss((pred - target).abs(), weight, reduction, avg_factor)
+        return self.distance((pred - target).abs()), weight
+
+    def distance(self, diff: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class SmoothL1Loss(Loss):
+class L1Loss(CoordinateLoss):
+    def distance(self, diff: torch.Tensor) -> torch.Tensor:
+        return diff
+
+
+class SmoothL1Loss(CoordinateLoss):
     def __init__(self, beta: float = 1.0, reduction: str = "mean", loss_weight: float = 1.0):
         if beta <= 0:
             raise ValueError(f"SmoothL1Loss beta must be > 0, got {beta}")
         super().__init__(reduction, loss_weight)
         self.beta = float(beta)
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
-        zero = _no_positive_weight(pred, weight, reduction)
-        if zero is not None:
-            return zero
-        if target.numel() == 0:
-            return pred.sum() * 0
-        _same_shape(pred, target)
-        diff = (pred - target).abs()
-        loss = torch.where(diff < self.beta, 0.5 * diff * diff / self.beta, diff - 0.5 * self.beta)
-        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+    def distance(self, diff: torch.Tensor) -> torch.Tensor:
+        return torch.where(diff < self.beta, 0.5 * diff * diff / self.beta, diff - 0.5 * self.beta)
 
 
 def _same_shape(pred: torch.Tensor, target: torch.Tensor) -> None:

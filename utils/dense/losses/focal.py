@@ -1,38 +1,22 @@
 """Focal losses: sigmoid focal (Lin et al. 2017), quality focal and distribution focal (GFL, Li et al. 2020)."""
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
-from utils.dense.losses.reduce import Loss, weight_reduce_loss
+from utils.dense.losses.reduce import Loss
 
 
-def sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                       gamma: float = 2.0, alpha: float = 0.25, reduction: str = "mean",
-                       avg_factor: float | None = None) -> torch.Tensor:
-    """Focal loss on logits (N, C) against a (soft) one-hot target (N, C); mmdet's pure-PyTorch path."""
-    p = pred.sigmoid()
+def focal_terms(pred: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25,
+                activated: bool = False) -> torch.Tensor:
+    """(N, C) unreduced focal loss against a (soft) one-hot target: of logits (mmdet's pure-PyTorch path) or,
+    `activated`, of probabilities."""
+    p = pred if activated else pred.sigmoid()
+    bce = F.binary_cross_entropy if activated else F.binary_cross_entropy_with_logits
     target = target.type_as(pred)
     pt = (1 - p) * target + p * (1 - target)
     focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
-    loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
-    if weight is not None and weight.shape != loss.shape:
-        weight = weight.view(-1, 1) if weight.size(0) == loss.size(0) else weight.view(loss.size(0), -1)
-    return weight_reduce_loss(loss, weight, reduction, avg_factor)
-
-
-def focal_loss_with_prob(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                         gamma: float = 2.0, alpha: float = 0.25, reduction: str = "mean",
-                         avg_factor: float | None = None) -> torch.Tensor:
-    """Focal loss on probabilities (activated=True)."""
-    target = target.type_as(pred)
-    pt = (1 - pred) * target + pred * (1 - target)
-    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
-    loss = F.binary_cross_entropy(pred, target, reduction="none") * focal_weight
-    if weight is not None and weight.shape != loss.shape:
-        weight = weight.view(-1, 1) if weight.size(0) == loss.size(0) else weight.view(loss.size(0), -1)
-    return weight_reduce_loss(loss, weight, reduction, avg_factor)
+    return bce(pred, target, reduction="none") * focal_weight
 
 
 class FocalLoss(Loss):
@@ -45,15 +29,14 @@ class FocalLoss(Loss):
         super().__init__(reduction, loss_weight)
         self.use_sigmoid, self.gamma, self.alpha, self.activated = use_sigmoid, float(gamma), float(alpha), activated
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
+    def elementwise(self, pred, target, weight):
         if pred.dim() != target.dim():
             num_classes = pred.size(1)
             target = F.one_hot(target, num_classes=num_classes + 1)[:, :num_classes]
-        fn = focal_loss_with_prob if self.activated else sigmoid_focal_loss
-        return self.loss_weight * fn(pred, target, weight, gamma=self.gamma, alpha=self.alpha,
-                                     reduction=reduction, avg_factor=avg_factor)
+        loss = focal_terms(pred, target, self.gamma, self.alpha, self.activated)
+        if weight is not None and weight.shape != loss.shape:  # per prior (N,) or (N * C,) -> the loss's shape
+            weight = weight.view(-1, 1) if weight.size(0) == loss.size(0) else weight.view(loss.size(0), -1)
+        return loss, weight
 
 
 def quality_focal_loss(pred: torch.Tensor, label: torch.Tensor, score: torch.Tensor, beta: float = 2.0,
@@ -94,15 +77,11 @@ class QualityFocalLoss(Loss):
         super().__init__(reduction, loss_weight)
         self.use_sigmoid, self.beta, self.activated = use_sigmoid, float(beta), activated
 
-    def __call__(self, pred: torch.Tensor, target, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
+    def elementwise(self, pred, target, weight):
         if isinstance(target, torch.Tensor):
-            loss = quality_focal_loss_tensor_target(pred, target, self.beta, self.activated)
-        else:
-            label, score = target
-            loss = quality_focal_loss(pred, label, score, self.beta, self.activated)
-        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+            return quality_focal_loss_tensor_target(pred, target, self.beta, self.activated), weight
+        label, score = target
+        return quality_focal_loss(pred, label, score, self.beta, self.activated), weight
 
 
 def distribution_focal_loss(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -116,8 +95,5 @@ def distribution_focal_loss(pred: torch.Tensor, label: torch.Tensor) -> torch.Te
 
 
 class DistributionFocalLoss(Loss):
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                 avg_factor: float | None = None, reduction_override: str | None = None) -> torch.Tensor:
-        reduction = self._reduction(reduction_override)
-        return self.loss_weight * weight_reduce_loss(distribution_focal_loss(pred, target), weight, reduction,
-                                                     avg_factor)
+    def elementwise(self, pred, target, weight):
+        return distribution_focal_loss(pred, target), weight
