@@ -77,6 +77,12 @@ def decode_ms(files: list[str], picks, reps: int = 32) -> float:
     return _timed(lambda: [decode_image(files[i], 640) for i in picks], reps)
 
 
+def sample_decode_ms(files: list[str], reps: int = 3) -> float:
+    """Mean milliseconds to decode one image of `files` as the training loader does, over every file (a mosaic
+    sample's 4 are drawn uniformly, so 4x this is its mean decode time); the best of `reps` passes."""
+    return min(_timed(lambda: [decode_image(f, 640) for f in files], 1) / len(files) for _ in range(reps))
+
+
 def profile(source: str, hyp: dict, reps: int = 32) -> dict[str, float]:
     """Milliseconds per training sample spent in each stage (single process)."""
     ds = LoadImagesAndLabels(source, 640, 16, augment=True, hyp=hyp)
@@ -123,8 +129,7 @@ def main() -> None:
     cv2.setNumThreads(0)
     hyp = load_hyp(a.hyp)
     files = list_image_files(a.source)
-    picks = np.random.default_rng(0).choice(len(files), (8, 4))
-    dec = min(decode_ms(files, p, 4) for p in picks[:2]) if len(files) else float("nan")
+    dec = 4 * sample_decode_ms(files) if files else float("nan")
     limit = a.workers * 1000 / dec
     print(f"pure-decode limit: {a.workers} workers x 1000 / {dec:.1f} ms per sample (4 JPEGs) = {limit:.0f} img/s")
     for cache in (None, "ram"):
