@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from models.dense_heads.base import DenseHead, dense_head_layout
+from models.dense_heads.base import DenseHead, head_layout
 from models.dense_heads.conv_module import Scale, conv_tower, run_convs, tower_channels
 from models.dense_heads.decode import (base_anchors, delta_decode, distance_decode, flat, grid_anchors, integral,
                                        xyxy2cxcywh)
@@ -53,11 +53,7 @@ class AnchorHead(DenseHead):
         return self.conv_cls_layer
 
 
-def retina_layout(row):
-    return dense_head_layout(row, "RetinaHead")
-
-
-@register(layout=retina_layout, takes_list=True)
+@register(layout=head_layout("RetinaHead"), takes_list=True)
 class RetinaHead(AnchorHead):
     family, loss_name = "RetinaHead", "retina"
 
@@ -82,11 +78,7 @@ class RetinaHead(AnchorHead):
         return torch.cat((boxes, scores), -1)
 
 
-def atss_layout(row):
-    return dense_head_layout(row, "ATSSHead")
-
-
-@register(layout=atss_layout, takes_list=True)
+@register(layout=head_layout("ATSSHead"), takes_list=True)
 class ATSSHead(AnchorHead):
     """Decoded rows [cx, cy, w, h, centerness, class scores]: mmdet thresholds and ranks sigmoid(cls) per level,
     then multiplies the centerness in (the contract's score factor, `has_objectness`)."""
@@ -121,11 +113,7 @@ class ATSSHead(AnchorHead):
         return torch.cat((boxes, ctr, scores), -1)
 
 
-def gfl_layout(row):
-    return dense_head_layout(row, "GFLHead")
-
-
-@register(layout=gfl_layout, takes_list=True)
+@register(layout=head_layout("GFLHead"), takes_list=True)
 class GFLHead(AnchorHead):
     """Integral regression: 4 x (reg_max + 1) bin logits per anchor; decoded distance = E[bin] x stride."""
 

@@ -13,7 +13,8 @@ order: cls_scores, bbox_preds, then centernesses / objectnesses) concatenated on
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -46,6 +47,11 @@ def flatten_inputs(c_in: list) -> list[int]:
     for c in c_in:
         out.extend(c if isinstance(c, list) else [c])
     return out
+
+
+def head_layout(family: str) -> Callable[[Row], Layout]:
+    """The registry's layout function of one dense head family's rows (dense_head_layout with its name)."""
+    return partial(dense_head_layout, family=family)
 
 
 def dense_head_layout(row: Row, family: str) -> Layout:

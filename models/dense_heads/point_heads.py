@@ -13,17 +13,13 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from models.dense_heads.base import DenseHead, dense_head_layout
+from models.dense_heads.base import DenseHead, head_layout
 from models.dense_heads.conv_module import Scale, conv_tower, run_convs, tower_channels
 from models.dense_heads.decode import distance_decode, flat, grid_points, xyxy2cxcywh
 from models.registry import register
 
 
-def fcos_layout(row):
-    return dense_head_layout(row, "FCOSHead")
-
-
-@register(layout=fcos_layout, takes_list=True)
+@register(layout=head_layout("FCOSHead"), takes_list=True)
 class FCOSHead(DenseHead):
     """Decoded rows [cx, cy, w, h, centerness, class scores]: mmdet thresholds and ranks sigmoid(cls) per level,
     then multiplies the centerness in (the contract's score factor, `has_objectness`)."""
@@ -70,11 +66,7 @@ class FCOSHead(DenseHead):
         return torch.cat((xyxy2cxcywh(torch.cat(boxes, 1)), ctr, scores), -1)
 
 
-def yolox_layout(row):
-    return dense_head_layout(row, "YOLOXHead")
-
-
-@register(layout=yolox_layout, takes_list=True)
+@register(layout=head_layout("YOLOXHead"), takes_list=True)
 class YOLOXHead(DenseHead):
     """Decoded rows [cx, cy, w, h, objectness, class scores] (has_objectness: NMS multiplies them)."""
 
