@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 
 import torch
-import torchvision
 
 from utils.boxes import xywh2xyxy
+from utils.nms_kernel import nms
 
 LOGGER = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _nms_one(det: torch.Tensor, iou_thres: float, agnostic: bool, max_det: int, 
     """Sort one image's candidates by confidence (top max_nms), suppress overlaps per class, keep max_det."""
     det = det[det[:, 4].argsort(descending=True)[:max_nms]]
     offset = det[:, 5:6] * (0 if agnostic else MAX_WH)
-    keep = torchvision.ops.nms(det[:, :4] + offset, det[:, 4], iou_thres)
+    keep = nms(det[:, :4] + offset, det[:, 4], iou_thres)
     return det[keep[:max_det]]
 
 

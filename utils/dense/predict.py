@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torchvision
 
 from utils.cli import UserKeyError, UserValueError
+from utils.nms_kernel import nms
 
 TEST_CFG_KEYS = ("nms_pre", "min_bbox_size", "score_thr", "nms", "max_per_img")
 NMS_SPLIT = 10000  # mmcv's batched_nms runs one NMS per class above this many boxes
@@ -62,12 +62,12 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
         return scores.new_zeros(0), torch.zeros(0, dtype=torch.long, device=boxes.device)
     if boxes.size(0) < NMS_SPLIT:
         offsets = labels.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
-        keep = torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
+        keep = nms(boxes + offsets[:, None], scores, iou_threshold)
         return scores[keep], keep
     kept = torch.zeros_like(scores, dtype=torch.bool)
     for c in torch.unique(labels):
         mask = (labels == c).nonzero(as_tuple=False).view(-1)
-        kept[mask[torchvision.ops.nms(boxes[mask], scores[mask], iou_threshold)]] = True
+        kept[mask[nms(boxes[mask], scores[mask], iou_threshold)]] = True
     keep = kept.nonzero(as_tuple=False).view(-1)
     s, order = scores[keep].sort(descending=True)
     return s, keep[order]
