@@ -159,3 +159,17 @@ def test_darknet_weights_through_the_yolov5_pipeline(tmp_path):
     with pytest.raises(ValueError, match="--darknet-mode needs Darknet .weights"):
         detect.run(weights=str(shared_path("weights", "yolov5n.pt")), source=str(shared_path("darknet", "dog.jpg")),
                    project=str(tmp_path), darknet_mode=True)
+
+
+def test_prefetch_keeps_order_and_reraises():
+    """The accelerator path's background loader: items in order, a loader error raised in the consumer."""
+    assert list(detect.prefetch(iter(range(40)), depth=3)) == list(range(40))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = detect.prefetch(failing())
+    assert next(got) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(got)
