@@ -167,7 +167,7 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
     (`detect_image`).
 
     `runtime` (the --backend flag) names the ONNX Runtime execution provider or the OpenVINO device; `compile` and
-    `bf16` speed up PyTorch weights (models/backend_compile.py).
+    `bf16` speed up PyTorch weights (models/backend_compile.py); `bf16` also runs OpenVINO IRs in bf16 on CPU.
 
 
     PyTorch models run in channels_last memory format by default: on CPU (oneDNN) yolov5n's batch forward
@@ -175,7 +175,9 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
     """
     path, device = Path(path), torch.device(device)
     if is_openvino(path):
-        return load_openvino(path, device, runtime)
+        if compile:
+            raise UserValueError(f"{path}: --compile applies to PyTorch weights, not OpenVINO exports")
+        return load_openvino(path, device, runtime, bf16=bf16)
     if path.suffix.lower() == DARKNET_SUFFIX and not cfg:
         raise UserValueError(f"{path}: Darknet weights need --cfg (the matching .cfg file)")
 
@@ -192,7 +194,8 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
         return accelerate(_from_pytorch(load_model(path, device=device, fuse=fuse), device, half, channels_last),
                           compile, bf16)
     if compile or bf16:
-        raise UserValueError(f"{path}: --compile / --bf16 apply to PyTorch weights, not {suffix} exports")
+        raise UserValueError(f"{path}: --compile / --bf16 apply to PyTorch weights (--bf16 also to OpenVINO IRs), "
+                             f"not {suffix} exports")
     if suffix == ".torchscript":
         return _from_torchscript(path, device, half)
     if suffix == ".onnx":

@@ -148,6 +148,37 @@ def test_int8_openvino_map_drop(exports, tmp_path):
     assert q > 0.2 and pt - q <= INT8_MAX_DROP, f"mAP50-95 PyTorch {pt:.4f}, INT8 {q:.4f}"
 
 
+# bf16 keeps 8 significant bits: on dog.jpg at 320 and 640 the boxes moved by at most 1 px and the confidences by
+# at most 0.023 from the f32 run; the bounds allow that, not a wrong class or a lost box
+BF16_BOX_PX, BF16_CONF, BF16_MAX_MAP_DIFF = 3.0, 0.03, 0.01
+
+
+def _cpu_has_bf16() -> bool:
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.mark.slow
+def test_openvino_bf16(exports, tmp_path):
+    """--bf16 on an OpenVINO IR: f32's detections on dog.jpg within bf16's precision and its mAP50-95 within 0.01;
+    a CPU without bf16 gets a clear error; --compile is refused."""
+    _, files, _ = exports
+    with pytest.raises(UserError, match="--compile applies to PyTorch weights"):
+        load_backend(files["openvino"], compile=True)
+    if not _cpu_has_bf16():
+        with pytest.raises(UserError, match="--bf16: OpenVINO finds neither"):
+            load_backend(files["openvino"], bf16=True)
+        return
+    dog, runs = shared_path("darknet", "dog.jpg"), str(tmp_path / "runs")
+    _, f32 = detect.run(files["openvino"], dog, imgsz=[IMGSZ], auto=False, nosave=True, project=runs)
+    _, bf16 = detect.run(files["openvino"], dog, imgsz=[IMGSZ], auto=False, nosave=True, project=runs, bf16=True)
+    assert len(f32[0][2]) >= 3
+    assert_same_detections(bf16[0][2], f32[0][2], box_px=BF16_BOX_PX, conf_atol=BF16_CONF, what="bf16")
+    assert not torch.equal(bf16[0][2], f32[0][2])  # bf16 really ran: the confidences move in their 3rd digit
+    data = files["data"]
+    assert _map(files["openvino"], data, tmp_path, bf16=True) == pytest.approx(
+        _map(files["openvino"], data, tmp_path), abs=BF16_MAX_MAP_DIFF)
+
+
 @pytest.mark.slow
 def test_backend_flag_picks_provider_and_device(exports):
     _, files, _ = exports

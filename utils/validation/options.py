@@ -34,7 +34,7 @@ class ValOptions:
     half: bool = False
     runtime: str | None = None  # --backend: ONNX Runtime execution provider / OpenVINO device
     compile: bool = False  # PyTorch weights: torch.compile (inductor, frozen)
-    bf16: bool = False  # PyTorch weights on CPU: bf16 autocast (AVX-512 BF16 / AMX)
+    bf16: bool = False  # CPU with AVX-512 BF16 / AMX: bf16 autocast (PyTorch) or bf16 inference (OpenVINO)
     cfg: str | None = None  # Darknet .cfg for .weights
     darknet_mode: bool = False  # Darknet .weights: Darknet's own resize, thresholds and NMS on each original image
     study_sizes: list[int] | None = None  # --task study image sizes (default 256..1536 step 128)
