@@ -197,7 +197,8 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--backend", dest="runtime", default=d.runtime,
                    help="ONNX Runtime execution provider (cpu, cuda, openvino, ...) / OpenVINO device (CPU, GPU, AUTO)")
     p.add_argument("--compile", action="store_true", help="PyTorch weights: torch.compile (inductor, frozen)")
-    p.add_argument("--bf16", action="store_true", help="on CPUs with AVX-512 BF16 / AMX: bf16 autocast for PyTorch weights, bf16 inference for OpenVINO IRs")
+    p.add_argument("--bf16", action="store_true",
+                   help="CPUs with AVX-512 BF16 / AMX: bf16 autocast (PyTorch), bf16 inference (OpenVINO IR)")
     return DetectOptions(**vars(p.parse_args(argv)))
 
 
