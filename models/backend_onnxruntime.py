@@ -70,7 +70,7 @@ def load_onnxruntime(path: Path, device: torch.device, runtime: str | None = Non
 
     def forward(im: torch.Tensor):
         check_call(path, meta, im)
-        feeds = {inp.name: im.detach().cpu().numpy().astype(dtype)}
+        feeds = {inp.name: im.detach().cpu().numpy().astype(dtype, copy=False)}
         if backend.nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
             feeds |= {k: np.array([backend.nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
             return nms_rows(*session.run(out_names, feeds)[:3], device)

@@ -20,6 +20,7 @@ import numpy as np
 
 from utils.cli import UserFileNotFoundError, UserValueError
 from utils.data.files import IMG_FORMATS
+from utils.data.image_decode import decode_image
 
 VID_FORMATS = ("asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "file://")
@@ -110,9 +111,7 @@ def iter_files(files: list[str], vid_stride: int = 1) -> Iterator[Frame]:
         if Path(f).suffix[1:].lower() in VID_FORMATS:
             yield from _video_frames(f, f"{i}/{n}", vid_stride)
             continue
-        im0 = cv2.imread(f)
-        if im0 is None:
-            raise OSError(f"cannot read image {f}")
+        im0 = decode_image(f)[0]  # libjpeg-turbo for JPEGs (cv2.imread's pixels, EXIF included), else OpenCV
         yield Frame(im0, f, i, f"image {i}/{n} {f}")
 
 
