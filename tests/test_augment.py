@@ -108,3 +108,22 @@ def test_loader_collate_and_seed():
     assert targets.shape[1] == 6 and targets[:, 0].max() <= 7 and len(paths) == 8 and len(shapes) == 8
     assert batches[0][2] == batches[1][2] and torch.equal(batches[0][0], batches[1][0])
     assert torch.equal(batches[0][1], batches[1][1])
+
+
+def test_hsv_equals_yolov5s_per_channel_recipe():
+    """augment_hsv's one-pass 3-channel LUT gives exactly YOLOv5's split / per-channel LUT / merge pixels."""
+    import cv2
+
+    im = cv2.imread(str(_coco_dir() / "000000000009.jpg"))
+    for seed in range(4):
+        got = im.copy()
+        augment_hsv(got, np.random.default_rng(seed), 0.015, 0.7, 0.4)
+        g = np.random.default_rng(seed).uniform(-1, 1, 3) * (0.015, 0.7, 0.4) + 1
+        hue, sat, val = cv2.split(cv2.cvtColor(im, cv2.COLOR_BGR2HSV))
+        x = np.arange(256, dtype=np.float64)
+        want = cv2.merge((cv2.LUT(hue, ((x * g[0]) % 180).astype(np.uint8)),
+                          cv2.LUT(sat, np.clip(x * g[1], 0, 255).astype(np.uint8)),
+                          cv2.LUT(val, np.clip(x * g[2], 0, 255).astype(np.uint8))))
+        want = cv2.cvtColor(want, cv2.COLOR_HSV2BGR)
+        assert np.array_equal(got, want), seed
+        assert not np.array_equal(got, im)

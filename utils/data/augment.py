@@ -53,12 +53,10 @@ def augment_hsv(im: np.ndarray, rng: np.random.Generator, hgain: float = 0.5, sg
     if not (hgain or sgain or vgain):
         return
     g = rng.uniform(-1, 1, 3) * (hgain, sgain, vgain) + 1
-    hue, sat, val = cv2.split(cv2.cvtColor(im, cv2.COLOR_BGR2HSV))
+    hsv = cv2.cvtColor(im, cv2.COLOR_BGR2HSV)
     x = np.arange(256, dtype=np.float64)
-    lut_h = ((x * g[0]) % 180).astype(np.uint8)
-    lut_s = np.clip(x * g[1], 0, 255).astype(np.uint8)
-    lut_v = np.clip(x * g[2], 0, 255).astype(np.uint8)
-    hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
+    lut = np.stack(((x * g[0]) % 180, np.clip(x * g[1], 0, 255), np.clip(x * g[2], 0, 255)), 1).astype(np.uint8)
+    cv2.LUT(hsv, lut.reshape(256, 1, 3), dst=hsv)  # one table per channel in one pass: no split / merge copies
     cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR, dst=im)
 
 
