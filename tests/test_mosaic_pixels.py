@@ -123,3 +123,21 @@ def test_dataset_with_shifted_mosaic_is_rejected(tmp_path, monkeypatch):
         for im, lab in samples:
             check_labels_on_pixels(im, lab)
     assert mosaic_mod.mosaic4 is mosaic4  # only the loader's reference was broken
+
+
+@pytest.mark.parametrize("s", [64, 320])
+def test_canvas_is_the_tiles_on_a_114_fill(s):
+    """Padding only the strips no tile covers gives the full-fill canvas exactly (tiles smaller and larger than s)."""
+    rng = np.random.default_rng(s)
+    for _ in range(60):
+        ims = [rng.integers(0, 256, (int(rng.integers(1, 2 * s)), int(rng.integers(1, 2 * s)), 3), dtype=np.uint8)
+               for _ in range(4)]
+        seed = int(rng.integers(1 << 30))
+        got, _ = mosaic4(ims, [np.zeros((0, 5), np.float32)] * 4, s, np.random.default_rng(seed))
+        centre = np.random.default_rng(seed)
+        yc, xc = (int(centre.uniform(s // 2, 2 * s - s // 2)) for _ in range(2))
+        want = np.full((2 * s, 2 * s, 3), 114, np.uint8)
+        for i, im in enumerate(ims):
+            (x1a, y1a, x2a, y2a), (x1b, y1b, x2b, y2b) = mosaic_mod._placement(i, xc, yc, *im.shape[1::-1], s)
+            want[y1a:y2a, x1a:x2a] = im[y1b:y2b, x1b:x2b]
+        assert np.array_equal(got, want)

@@ -24,6 +24,21 @@ def _placement(i: int, xc: int, yc: int, w: int, h: int, s: int) -> tuple[tuple[
     return a, b
 
 
+def _quadrant(i: int, xc: int, yc: int, s: int) -> tuple[int, int, int, int]:
+    """Canvas (x1, y1, x2, y2) of quadrant i (tl, tr, bl, br) around the centre: the four tile the canvas."""
+    return (0 if i in (0, 2) else xc, 0 if i < 2 else yc, xc if i in (0, 2) else 2 * s, yc if i < 2 else 2 * s)
+
+
+def _pad_around(canvas: np.ndarray, quad: tuple[int, ...], tile: tuple[int, ...], value: int) -> None:
+    """Fill the part of rectangle `quad` outside rectangle `tile` (inside it) with `value` (at most 4 strips)."""
+    qx1, qy1, qx2, qy2 = quad
+    x1, y1, x2, y2 = tile
+    canvas[qy1:y1, qx1:qx2] = value
+    canvas[y2:qy2, qx1:qx2] = value
+    canvas[y1:y2, qx1:x1] = value
+    canvas[y1:y2, x2:qx2] = value
+
+
 def mosaic4(images: list[np.ndarray], labels: list[np.ndarray], s: int,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Build a (2s, 2s) mosaic from 4 images and their normalised `[cls, cx, cy, w, h]` labels.
@@ -32,12 +47,14 @@ def mosaic4(images: list[np.ndarray], labels: list[np.ndarray], s: int,
     uniformly in [s/2, 3s/2) per axis (YOLOv5's mosaic_border of -s/2).
     """
     yc, xc = (int(rng.uniform(s // 2, 2 * s - s // 2)) for _ in range(2))
-    canvas = np.full((s * 2, s * 2, images[0].shape[2]), PAD_COLOR[0], dtype=np.uint8)
+    # padding only where no tile lands (a full 2s x 2s fill first cost 0.5 ms of a ~12 ms sample at 640)
+    canvas = np.empty((s * 2, s * 2, images[0].shape[2]), dtype=np.uint8)
     out = []
     for i, (im, lb) in enumerate(zip(images, labels)):
         h, w = im.shape[:2]
         (x1a, y1a, x2a, y2a), (x1b, y1b, x2b, y2b) = _placement(i, xc, yc, w, h, s)
         canvas[y1a:y2a, x1a:x2a] = im[y1b:y2b, x1b:x2b]
+        _pad_around(canvas, _quadrant(i, xc, yc, s), (x1a, y1a, x2a, y2a), PAD_COLOR[0])
         lb = lb.copy()
         if len(lb):
             lb[:, 1:] = xywhn2xyxy(lb[:, 1:], w, h, x1a - x1b, y1a - y1b)
