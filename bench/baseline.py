@@ -41,8 +41,10 @@ def add_baseline_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def script_bench_args(doc: str, batch_size: int) -> argparse.Namespace:
-    """The flags of the end-to-end script benchmarks: --batch-size, --shared, --baseline."""
+    """The flags of the end-to-end script benchmarks: --weights (default: shared's yolov5n.pt), --batch-size,
+    --shared, --baseline."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--weights", default=None, help="any weights or export the script takes")
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--shared", default=str(SHARED))
     add_baseline_arg(p)

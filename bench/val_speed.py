@@ -25,7 +25,7 @@ def main() -> None:
     base = official["val_s"]
     shared = Path(args.shared)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "val.py", "--weights", str(shared / "weights/yolov5n.pt"), "--data",
+        cmd = [sys.executable, "val.py", "--weights", args.weights or str(shared / "weights/yolov5n.pt"), "--data",
                str(shared / "datasets/coco128/coco128.yaml"), "--img", "640", "--batch-size", str(args.batch_size),
                "--device", "cpu", "--project", tmp]
         wall, _ = run_timed(cmd)
