@@ -72,6 +72,11 @@ class Backend:
     def pt(self) -> bool:
         return self.kind in NATIVE_KINDS
 
+    @property
+    def own_cpu_threads(self) -> bool:
+        """The forward runs on a runtime's own CPU thread pool (ONNX Runtime, OpenVINO), not on torch's."""
+        return self.kind in ("onnx", "openvino") and self.device.type == "cpu"
+
 
 def export_metadata(names: list[str], stride: int, imgsz: tuple[int, int], batch: int, dynamic: bool,
                     has_objectness: bool = True, test_cfg: dict | None = None) -> dict:

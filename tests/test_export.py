@@ -61,14 +61,39 @@ def test_detect_and_val_accept_exports(exported, tmp_path):
     image = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
     runs = str(tmp_path / "runs")
     _, ref = detect.run(w, image, imgsz=[320], auto=False, nosave=True, project=runs)
+    threads = torch.get_num_threads()
     for key in ("torchscript", "onnx"):
         _, res = detect.run(files[key], image, imgsz=[320], nosave=True, project=runs)
+        assert torch.get_num_threads() == threads  # detect.py gives torch one thread only around an ONNX run
         # boxes are rounded to whole pixels (as YOLOv5 writes them): a float difference may flip one at .5
         assert_same_detections(res[0][2], ref[0][2], box_px=1.0, what=key)
     data = make_small_dataset(tmp_path)
     pt = val.run(data, w, imgsz=320, batch_size=1, task="speed", project=runs, plots=False)[0]
     onnx = val.run(data, files["onnx"], imgsz=320, batch_size=1, task="speed", project=runs, plots=False)[0]
     assert onnx[:4] == pytest.approx(pt[:4], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_detect_gives_torch_one_thread_beside_onnx_runtime(exported, tmp_path, monkeypatch):
+    """ONNX Runtime computes on its own CPU threads: torch's pre/post-processing in detect.py runs on one thread
+    meanwhile (its spinning OpenMP threads took the runtime's cores); a PyTorch model keeps torch's threads."""
+    w, files = exported
+    seen = {}
+    load = detect.load_detector
+
+    def recording(opt):
+        backend = load(opt)
+        forward = backend.forward
+        backend.forward = lambda *a: (seen.setdefault(backend.kind, torch.get_num_threads()), forward(*a))[1]
+        return backend
+
+    monkeypatch.setattr(detect, "load_detector", recording)
+    image = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
+    threads = torch.get_num_threads()
+    for weights in (w, files["onnx"]):
+        detect.run(weights, image, imgsz=[320], nosave=True, project=str(tmp_path))
+    assert seen == {"pt": threads, "onnx": 1}
+    assert torch.get_num_threads() == threads
 
 
 def test_export_errors(tmp_path):
