@@ -17,10 +17,9 @@ import torch
 
 from utils.boxes import xywh2xyxy
 from utils.nms_kernel import nms
+from utils.nms_numpy import MAX_WH
 
 LOGGER = logging.getLogger(__name__)
-
-MAX_WH = 7680  # class offset in pixels; larger than any image side, as YOLOv5 uses
 
 
 def _check_args(prediction: torch.Tensor, conf_thres: float, iou_thres: float, n_extra: int = 5) -> None:
