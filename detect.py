@@ -12,6 +12,10 @@ equal one-by-one inference up to float summation order (~1e-5). Videos and strea
 Saving runs in a thread pool, overlapping inference. Loading and letterboxing run in a background thread
 when inference runs on an accelerator; on the CPU they run inline, because inference already uses every core
 and a competing loader thread slows the whole run (on 2 cores, 8.2 s -> 6.4 s for coco128 through ONNX Runtime).
+
+An ONNX file or OpenVINO IR that computes on the CPU runs without torch: its ExportSession (models/backend_export.py)
+takes NumPy arrays and NMS is utils/nms_numpy.py, whose rows equal utils/nms.py's. Not importing torch saves about
+a second of every run (a quarter of coco128's through ONNX Runtime on 2 cores). run() returns NumPy rows either way.
 """
 from __future__ import annotations
 
@@ -27,12 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from models.backend_export import detections, with_thresholds
+from models.backend_export import ExportSession, detections, open_export, with_thresholds
+from models.backend_openvino import is_openvino
 from utils.data.augment import letterbox
 from utils.boxes import scale_boxes
-from utils.nms import head_nms_kwargs
 from utils.detect_output import ResultWriter
 from utils.detection.options import DetectOptions
 from utils.image_size import as_hw
@@ -88,46 +91,91 @@ def batches(items: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepare
         yield batch
 
 
-def describe(det: torch.Tensor, names: list[str]) -> str:
+def describe(det: np.ndarray, names: list[str]) -> str:
     """'2 persons, 1 bus' (YOLOv5's summary of one image's detections); '(no detections)' when empty."""
     if not len(det):
         return "(no detections)"
-    classes, counts = det[:, 5].unique(return_counts=True)
+    classes, counts = np.unique(det[:, 5], return_counts=True)
     return ", ".join(f"{n} {names[int(c)]}{'s' * (n > 1)}" for c, n in zip(classes.tolist(), counts.tolist()))
 
 
+def runs_without_torch(opt: DetectOptions) -> bool:
+    """--weights is an ONNX file or OpenVINO IR that computes on the CPU, with no flag that needs a torch model."""
+    path = Path(opt.weights)
+    if opt.augment or opt.half or opt.compile or opt.darknet_mode or str(opt.device).strip().lower() not in ("", "cpu"):
+        return False
+    if is_openvino(path):
+        return True
+    if path.suffix.lower() != ".onnx" or opt.bf16:
+        return False
+    if str(opt.device).strip().lower() == "cpu" or opt.runtime:
+        return True
+    import onnxruntime as ort  # --device '' (the default): a CUDA build goes the torch way, which picks the GPU
+
+    return "CUDAExecutionProvider" not in ort.get_available_providers()
+
+
 def load_detector(opt: DetectOptions):
-    """The Backend of --weights (with --cfg and --darknet-mode for Darknet .weights; --backend, --compile, --bf16)."""
-    from models.backends import load_backend
+    """The ExportSession of a CPU export (runs_without_torch), else the Backend of --weights (with --cfg and
+    --darknet-mode for Darknet .weights; --backend, --compile, --bf16)."""
+    session = open_export(Path(opt.weights), opt.runtime, bf16=opt.bf16) if runs_without_torch(opt) else None
+    if session is not None and not session.test_cfg:  # a dense head's own post-processing (mmdet) is torch code
+        return session
+    from models.backends import from_export_session, load_backend
     from utils.torch_utils import select_device
 
     dev = select_device(opt.device)
+    if session is not None:
+        return from_export_session(session, dev)
     return load_backend(opt.weights, dev, fuse=True, half=opt.half and dev.type == "cuda", cfg=opt.cfg,
                         darknet_mode=opt.darknet_mode, runtime=opt.runtime, compile=opt.compile, bf16=opt.bf16)
 
 
-@torch.inference_mode()
-def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torch.Tensor], list[float]]:
-    """Detections per frame in original-image pixels (rounded, as YOLOv5 writes them) and (pre, inf, nms) s."""
-    t0 = time.perf_counter()
-    im = torch.from_numpy(np.stack([p.im for p in batch])).to(backend.device)
-    im = (im.half() if backend.fp16 else im.float()) / 255
-    t1 = time.perf_counter()
-    pred = backend(im, augment=opt.augment)
-    t2 = time.perf_counter()
-    kw = head_nms_kwargs(getattr(backend, "test_cfg", None),
-                         dict(conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det))
-    dets = detections(backend, pred, hw=im.shape[2:], classes=opt.classes, agnostic=opt.agnostic_nms,
-                      has_objectness=getattr(backend, "has_objectness", True), **kw)
+def in_image_pixels(dets: list[np.ndarray], batch: list[Prepared], hw: tuple[int, int]) -> list[np.ndarray]:
+    """Boxes of an (h, w) input mapped to each original image and rounded, as YOLOv5 writes them."""
     for det, p in zip(dets, batch):
-        det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], p.frame.im0.shape).round()
+        det[:, :4] = scale_boxes(hw, det[:, :4], p.frame.im0.shape).round()
+    return dets
+
+
+def infer(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[np.ndarray], list[float]]:
+    """Detections per frame in original-image pixels and (pre, inf, nms) s, through a torch Backend."""
+    import torch
+
+    from utils.nms import head_nms_kwargs
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        im = torch.from_numpy(np.stack([p.im for p in batch])).to(backend.device)
+        im = (im.half() if backend.fp16 else im.float()) / 255
+        t1 = time.perf_counter()
+        pred = backend(im, augment=opt.augment)
+        t2 = time.perf_counter()
+        kw = head_nms_kwargs(getattr(backend, "test_cfg", None),
+                             dict(conf_thres=opt.conf_thres, iou_thres=opt.iou_thres, max_det=opt.max_det))
+        dets = detections(backend, pred, hw=im.shape[2:], classes=opt.classes, agnostic=opt.agnostic_nms,
+                          has_objectness=getattr(backend, "has_objectness", True), **kw)
+        dets = in_image_pixels([d.float().cpu().numpy() for d in dets], batch, tuple(im.shape[2:]))
     return dets, [t1 - t0, t2 - t1, time.perf_counter() - t2]
 
 
-def infer_images(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[torch.Tensor], list[float]]:
+def infer_export(session: ExportSession, batch: list[Prepared], opt: DetectOptions) -> tuple[list[np.ndarray],
+                                                                                              list[float]]:
+    """The same through an ExportSession, in NumPy (no torch)."""
+    t0 = time.perf_counter()
+    im = np.stack([p.im for p in batch]).astype(np.float32) / np.float32(255)
+    t1 = time.perf_counter()
+    pred = session.run(im)
+    t2 = time.perf_counter()
+    dets = detections(session, pred, opt.conf_thres, opt.iou_thres, classes=opt.classes, agnostic=opt.agnostic_nms,
+                      max_det=opt.max_det, has_objectness=session.has_objectness)
+    return in_image_pixels(dets, batch, im.shape[2:]), [t1 - t0, t2 - t1, time.perf_counter() - t2]
+
+
+def infer_images(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[list[np.ndarray], list[float]]:
     """A backend with its own end-to-end pipeline (Darknet mode) on each original image."""
     t0 = time.perf_counter()
-    dets = [backend.detect_image(p.frame.im0, opt.conf_thres, opt.iou_thres)[:opt.max_det] for p in batch]
+    dets = [backend.detect_image(p.frame.im0, opt.conf_thres, opt.iou_thres)[:opt.max_det].numpy() for p in batch]
     return dets, [0.0, time.perf_counter() - t0, 0.0]
 
 
@@ -141,7 +189,8 @@ def host_threads_beside(backend):
 
 
 def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs) -> tuple[Path, list]:
-    """Detect on `source` -> (save_dir, [(path, frame index, det (n, 6) [x1, y1, x2, y2, conf, cls]), ...]).
+    """Detect on `source` -> (save_dir, [(path, frame index, det (n, 6) float32 array [x1, y1, x2, y2, conf, cls]),
+    ...]).
 
     `auto=False` letterboxes every image to the full square --imgsz (as the reference data was made);
     the default pads only to a stride multiple, like YOLOv5's detect.py.
@@ -149,8 +198,9 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     opt = DetectOptions(weights=str(weights), source=str(source), **kwargs)
     detector = load_detector(opt)
     names, stride, imgsz = detector.names, detector.stride, as_hw(opt.imgsz)
-    step = infer_images if detector.detect_image is not None else infer
-    if detector.detect_image is None:
+    detect_image = getattr(detector, "detect_image", None)
+    step = infer_images if detect_image is not None else infer_export if isinstance(detector, ExportSession) else infer
+    if detect_image is None:
         with_thresholds(detector, opt.conf_thres, opt.iou_thres, multi_label=False)
     if not detector.dynamic:
         imgsz, auto, opt.batch_size = detector.imgsz, False, 1
@@ -158,7 +208,7 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
     writer = ResultWriter(save_dir, names, opt)
     frames, kind = iter_source(opt.source, opt.vid_stride)
     items = map(lambda f: prepare(f, imgsz, stride, auto), frames)
-    if detector.device.type != "cpu":
+    if not isinstance(detector, ExportSession) and detector.device.type != "cpu":
         items = prefetch(items)
     results, times, seen, shape = [], np.zeros(3), 0, None
     with ThreadPoolExecutor(max_workers=1) as pool, host_threads_beside(detector):
@@ -171,8 +221,8 @@ def run(weights="yolov5s.pt", source="data/images", auto: bool = True, **kwargs)
             for p, det in zip(batch, dets):
                 LOGGER.info(f"{p.frame.label}: {p.im.shape[1]}x{p.im.shape[2]} {describe(det, names)}, "
                             f"{dt[1] / len(batch) * 1e3:.1f}ms")
-                writer.write(p.frame, det.cpu())
-                results.append((p.frame.path, p.frame.index, det.cpu()))
+                writer.write(p.frame, det)
+                results.append((p.frame.path, p.frame.index, det))
         writer.close()
     LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s"
                 % (*(times / max(seen, 1) * 1e3), shape))

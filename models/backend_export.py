@@ -1,14 +1,16 @@
 """What every exported-file backend shares: reading and checking its metadata, checking an input against a static
-export, and turning an in-graph-NMS output (boxes, scores, classes) into detect/val's (n, 6) rows."""
+export, turning an in-graph-NMS output (boxes, scores, classes) into detect/val's (n, 6) rows, and the NumPy-level
+`ExportSession` each runtime's loader returns. Nothing here imports torch: detect.py runs exports without it."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 
-from utils.cli import UserValueError
+from utils.cli import UserFileNotFoundError, UserValueError
 
 REQUIRED_META = ("names", "stride", "imgsz")
 METADATA_KEYS = ("names", "stride", "imgsz", "batch", "dynamic", "has_objectness", "nms", "test_cfg")
@@ -50,7 +52,7 @@ def check_input_shape(path: Path, meta: dict, shape: list) -> None:
                              f"(batch {meta.get('batch')}, imgsz {meta['imgsz']})")
 
 
-def check_call(path: Path, meta: dict, im: torch.Tensor) -> None:
+def check_call(path: Path, meta: dict, im) -> None:
     """An input that a static export cannot take: a clear error instead of a runtime's shape failure."""
     if im.ndim != 4 or im.shape[1] != 3:
         raise UserValueError(f"{path}: input must be (B, 3, H, W), got {tuple(im.shape)}")
@@ -65,24 +67,63 @@ def check_call(path: Path, meta: dict, im: torch.Tensor) -> None:
                              f"(export again with --dynamic or another --imgsz/--batch-size)")
 
 
-def nms_rows(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, device: torch.device) -> list[torch.Tensor]:
-    """(B, K, 4), (B, K), (B, K) padded NMS outputs -> per image (n, 6) [x1, y1, x2, y2, conf, cls] (padding:
-    class -1)."""
+def nms_rows(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> list[np.ndarray]:
+    """(B, K, 4), (B, K), (B, K) padded NMS outputs -> per image (n, 6) float32 [x1, y1, x2, y2, conf, cls]
+    (padding: class -1)."""
     out = []
     for b, s, c in zip(boxes, scores, classes):
         keep = c >= 0
         rows = np.concatenate([b[keep], s[keep, None], c[keep, None].astype(np.float32)], 1)
-        out.append(torch.from_numpy(rows.astype(np.float32)).to(device))
+        out.append(rows.astype(np.float32))
     return out
 
 
+@dataclass
+class ExportSession:
+    """An exported file loaded in its runtime: `run` maps a float32 (B, 3, H, W) array in [0, 1] to the decoded
+    (B, N, no) array, or for an in-graph NMS export (thresholds from `nms`) to per-image (n, 6) rows.
+
+    The fields mirror models.backends.Backend's, which wraps a session for torch callers (val.py, detect.py on an
+    accelerator); detect.py on the CPU uses the session itself, without torch."""
+    run: Callable[[np.ndarray], "np.ndarray | list[np.ndarray]"] = field(repr=False)
+    names: list[str]
+    stride: int
+    kind: str  # 'onnx' or 'openvino'
+    path: Path
+    meta: dict = field(repr=False)
+    own_cpu_threads: bool = True  # the runtime computes on this machine's CPU, on its own thread pool
+    dynamic: bool = True
+    imgsz: tuple[int, int] | None = None
+    batch_size: int | None = None
+    has_objectness: bool = True
+    nms: dict | None = None
+    test_cfg: dict | None = None
+
+
+def open_export(path: Path, runtime: str | None = None, bf16: bool = False, cuda: bool = False) -> ExportSession:
+    """An ONNX file (ONNX Runtime; `cuda`: for a cuda device) or OpenVINO IR (`bf16`: on the CPU) in its runtime."""
+    from models.backend_openvino import is_openvino, open_openvino
+
+    if is_openvino(path):
+        return open_openvino(path, runtime, bf16=bf16)
+    if path.suffix.lower() != ".onnx":
+        raise UserValueError(f"{path}: not an ONNX file or OpenVINO IR")
+    if bf16:
+        raise UserValueError(f"{path}: --bf16 applies to PyTorch weights and OpenVINO IRs, not ONNX files")
+    if not path.is_file():
+        raise UserFileNotFoundError(f"weights not found: {path}")
+    from models.backend_onnxruntime import open_onnxruntime
+
+    return open_onnxruntime(path, runtime, cuda)
+
+
 def static_fields(meta: dict) -> dict:
-    """Backend fields that come from an export's metadata."""
+    """Backend / ExportSession fields that come from an export's metadata."""
     dynamic = bool(meta.get("dynamic", False))
     return {"dynamic": dynamic, "imgsz": None if dynamic else tuple(meta["imgsz"]),
             "batch_size": None if dynamic else int(meta.get("batch", 1)),
             "has_objectness": bool(meta.get("has_objectness", True)), "nms": meta.get("nms"),
-            "test_cfg": meta.get("test_cfg"), "postprocess": export_postprocess(meta.get("test_cfg"))}
+            "test_cfg": meta.get("test_cfg")}
 
 
 def export_postprocess(test_cfg: dict | None):
@@ -101,9 +142,10 @@ def export_postprocess(test_cfg: dict | None):
 
 
 def detections(backend, pred, conf_thres: float, iou_thres: float, classes=None, agnostic: bool = False,
-               multi_label: bool = False, max_det: int = 300, hw=None, **nms_kw) -> list[torch.Tensor]:
+               multi_label: bool = False, max_det: int = 300, hw=None, **nms_kw) -> list:
     """Per-image (n, 6) detections of a forward's output for an (h, w) input `hw`: the head's own post-processing
-    (`backend.postprocess`, the head contract's; mmdet families), utils/nms.py, or for an in-graph NMS export its
+    (`backend.postprocess`, the head contract's; mmdet families), utils/nms.py (utils/nms_numpy.py for the NumPy
+    output of an ExportSession), or for an in-graph NMS export its
     rows (the thresholds were fed to the graph: `with_thresholds`), cut to `classes` and `max_det`. Per-class NMS
     makes the class filter after NMS equal to YOLOv5's before it; rows come sorted by score, so the cut keeps the
     best."""
@@ -115,6 +157,12 @@ def detections(backend, pred, conf_thres: float, iou_thres: float, classes=None,
             pred = pred[0]
         return post(pred, tuple(hw), conf_thres=conf_thres, iou_thres=iou_thres, classes=classes, agnostic=agnostic,
                     max_det=max_det)
+    if not getattr(backend, "nms", None) and isinstance(pred, np.ndarray):  # an ExportSession's output
+        from utils.nms_numpy import non_max_suppression_numpy
+
+        if multi_label:
+            raise ValueError("NumPy NMS keeps one label per box (detect.py's rule); multi_label needs utils/nms.py")
+        return non_max_suppression_numpy(pred, conf_thres, iou_thres, classes, agnostic, max_det, **nms_kw)
     if not getattr(backend, "nms", None):
         from utils.nms import non_max_suppression
 
@@ -123,12 +171,18 @@ def detections(backend, pred, conf_thres: float, iou_thres: float, classes=None,
     if agnostic:
         raise UserValueError("--agnostic-nms / --single-cls cannot change an export's in-graph NMS: export without "
                              "--nms")
-    out = []
-    for rows in pred:
-        if classes is not None:
-            rows = rows[(rows[:, 5:6] == torch.tensor(classes, device=rows.device)).any(1)]
-        out.append(rows[:max_det])
-    return out
+    return [in_classes(rows, classes)[:max_det] for rows in pred]
+
+
+def in_classes(rows, classes):
+    """The (n, 6) rows (tensor or array) whose class is one of `classes` (None: all)."""
+    if classes is None:
+        return rows
+    if isinstance(rows, np.ndarray):
+        return rows[np.isin(rows[:, 5], np.asarray(classes, dtype=rows.dtype))]
+    import torch
+
+    return rows[(rows[:, 5:6] == torch.tensor(classes, dtype=rows.dtype, device=rows.device)).any(1)]
 
 
 def with_thresholds(backend, conf_thres: float, iou_thres: float, multi_label: bool):

@@ -1,14 +1,14 @@
 """ONNX files through ONNX Runtime: `--backend` picks the execution provider (cpu, cuda, openvino, dnnl, ... or a
-full provider name); metadata from the file's metadata_props (export.py); in-graph NMS exports give (n, 6) rows."""
+full provider name); metadata from the file's metadata_props (export.py); in-graph NMS exports give (n, 6) rows.
+`open_onnxruntime` needs no torch (an ExportSession on NumPy arrays); models/backends.py wraps it for torch callers."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from models.backend_export import (check_call, check_input_shape, check_output_width, nms_rows, parse_metadata,
-                                   static_fields)
+from models.backend_export import (ExportSession, check_call, check_input_shape, check_output_width, nms_rows,
+                                   parse_metadata, static_fields)
 from utils.cli import UserValueError
 
 SHORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -17,19 +17,22 @@ SHORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider
                    "directml": "DmlExecutionProvider"}
 
 
-def providers(choice: str | None, device: torch.device) -> list[str]:
-    """Execution providers for `--backend` (None: CUDA on a cuda device, else CPU); CPU always last as fallback."""
+def providers(choice: str | None, cuda: bool) -> list[str]:
+    """Execution providers for `--backend` (None: CUDA for a cuda device, else CPU); CPU always last as fallback."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if choice is None:
-        wanted = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
+        wanted = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
     else:
         wanted = SHORT_PROVIDERS.get(choice.lower(), choice)
     if wanted not in available:
-        raise UserValueError(f"--backend {choice or device.type}: ONNX Runtime provider {wanted} is not available "
-                             f"here (available: {', '.join(available)})")
+        raise UserValueError(f"--backend {choice or ('cuda' if cuda else 'cpu')}: ONNX Runtime provider {wanted} is "
+                             f"not available here (available: {', '.join(available)})")
     return [wanted] + ["CPUExecutionProvider"] * (wanted != "CPUExecutionProvider")
+
+
+CPU_PROVIDERS = ("CPUExecutionProvider", "DnnlExecutionProvider", "OpenVINOExecutionProvider")  # compute on this CPU
 
 
 def session_options():
@@ -55,11 +58,10 @@ def _session(path: Path, provider_list: list[str]):
                              f"a truncated or corrupt file? Export it again") from None
 
 
-def load_onnxruntime(path: Path, device: torch.device, runtime: str | None = None):
-    """A models.backends.Backend over an ONNX Runtime session of `path`."""
-    from models.backends import Backend
-
-    session = _session(path, providers(runtime, device))
+def open_onnxruntime(path: Path, runtime: str | None = None, cuda: bool = False) -> ExportSession:
+    """An ExportSession over an ONNX Runtime session of `path` (`runtime`: --backend; `cuda`: for a cuda device)."""
+    chosen = providers(runtime, cuda)
+    session = _session(path, chosen)
     meta = parse_metadata(path, session.get_modelmeta().custom_metadata_map)
     inp, outs = session.get_inputs()[0], session.get_outputs()
     check_input_shape(path, meta, list(inp.shape))
@@ -68,16 +70,16 @@ def load_onnxruntime(path: Path, device: torch.device, runtime: str | None = Non
     dtype = np.float16 if "float16" in inp.type else np.float32
     out_names = [o.name for o in outs]
 
-    def forward(im: torch.Tensor):
+    def run(im: np.ndarray):
         check_call(path, meta, im)
-        feeds = {inp.name: im.detach().cpu().numpy().astype(dtype, copy=False)}
-        if backend.nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
-            feeds |= {k: np.array([backend.nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
-            return nms_rows(*session.run(out_names, feeds)[:3], device)
+        feeds = {inp.name: im.astype(dtype, copy=False)}
+        if export.nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
+            feeds |= {k: np.array([export.nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
+            return nms_rows(*session.run(out_names, feeds)[:3])
         out = session.run(out_names, feeds)[0]
         check_output_width(path, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
-        return torch.from_numpy(out).to(device).float()
+        return out
 
-    backend = Backend(forward, meta["names"], int(meta["stride"]), "onnx", device, **static_fields(meta))
-    return backend
-
+    export = ExportSession(run, meta["names"], int(meta["stride"]), "onnx", path, meta,
+                           own_cpu_threads=chosen[0] in CPU_PROVIDERS, **static_fields(meta))
+    return export

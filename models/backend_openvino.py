@@ -5,17 +5,17 @@ the OpenVINO runtime; `--backend` picks the device (CPU, GPU, AUTO, ...). Metada
 Inference runs at f32 precision by default: on CPUs with AMX, OpenVINO's default would be bf16, which moves the
 figures away from PyTorch's; INT8 IRs still run their quantized layers in int8. `bf16=True` (--bf16) asks for bf16
 on a CPU that has it (AVX-512 BF16 or AMX): bench/backends.py timed yolov5n at 640 batch 1 in 22.5 ms instead of
-31.2 on a 2-core EPYC, val mAP50-95 0.3605 instead of 0.3609.
+31.2 on a 2-core EPYC, val mAP50-95 0.3605 instead of 0.3609. `open_openvino` needs no torch (an ExportSession on
+NumPy arrays); models/backends.py wraps it for torch callers.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from models.backend_export import (METADATA_KEYS, check_call, check_input_shape, check_output_width, parse_metadata,
-                                   static_fields)
+from models.backend_export import (METADATA_KEYS, ExportSession, check_call, check_input_shape, check_output_width,
+                                   parse_metadata, static_fields)
 from utils.cli import UserFileNotFoundError, UserValueError
 
 RT_SECTION = "yolo"
@@ -75,10 +75,8 @@ def cpu_config(core, bf16: bool) -> dict[str, str]:
     return {"INFERENCE_PRECISION_HINT": "bf16"}
 
 
-def load_openvino(path: Path, device: torch.device, runtime: str | None = None, bf16: bool = False):
-    """A models.backends.Backend over an OpenVINO compiled model of `path` (folder or .xml); `bf16` on CPU only."""
-    from models.backends import Backend
-
+def open_openvino(path: Path, runtime: str | None = None, bf16: bool = False) -> ExportSession:
+    """An ExportSession over an OpenVINO compiled model of `path` (folder or .xml); `bf16` on CPU only."""
     xml = ir_file(path)
     core, model = _read(xml)
     meta = parse_metadata(xml, read_metadata(model))
@@ -97,11 +95,12 @@ def load_openvino(path: Path, device: torch.device, runtime: str | None = None, 
     compiled = core.compile_model(model, target, config)
     request = compiled.create_infer_request()
 
-    def forward(im: torch.Tensor):
+    def run(im: np.ndarray) -> np.ndarray:
         check_call(xml, meta, im)
-        result = request.infer({0: np.ascontiguousarray(im.detach().cpu().numpy(), dtype=np.float32)})
+        result = request.infer({0: np.ascontiguousarray(im, dtype=np.float32)})
         out = np.array(result[compiled.outputs[0]])
         check_output_width(xml, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
-        return torch.from_numpy(out).to(device).float()
+        return out
 
-    return Backend(forward, meta["names"], int(meta["stride"]), "openvino", device, **static_fields(meta))
+    return ExportSession(run, meta["names"], int(meta["stride"]), "openvino", xml, meta,
+                         own_cpu_threads=target.startswith("CPU"), **static_fields(meta))

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 
 from models.backend_compile import accelerate
-from models.backend_export import static_fields
-from models.backend_onnxruntime import load_onnxruntime
-from models.backend_openvino import is_openvino, load_openvino
+from models.backend_export import ExportSession, export_postprocess, open_export, static_fields
+from models.backend_openvino import is_openvino
 from utils.cli import UserFileNotFoundError, UserValueError
 
 TORCHSCRIPT_META = "config.json"
@@ -160,7 +159,22 @@ def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
         return out[0] if isinstance(out, (list, tuple)) else out
 
     return Backend(forward, meta["names"], meta["stride"], "torchscript", device, fp16=half, model=module,
-                   **static_fields(meta))
+                   postprocess=export_postprocess(meta.get("test_cfg")), **static_fields(meta))
+
+
+def from_export_session(export: ExportSession, device: torch.device) -> Backend:
+    """A Backend over an ONNX Runtime / OpenVINO session: torch tensors in and out, on `device`."""
+
+    def forward(im: torch.Tensor):
+        export.nms = backend.nms  # an in-graph NMS export runs at the backend's thresholds (with_thresholds)
+        out = export.run(im.detach().cpu().numpy())
+        if isinstance(out, list):  # in-graph NMS: per-image rows
+            return [torch.from_numpy(rows).to(device) for rows in out]
+        return torch.from_numpy(out).to(device).float()
+
+    backend = Backend(forward, export.names, export.stride, export.kind, device,
+                      postprocess=export_postprocess(export.test_cfg), **static_fields(export.meta))
+    return backend
 
 
 def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
@@ -182,7 +196,7 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
     if is_openvino(path):
         if compile:
             raise UserValueError(f"{path}: --compile applies to PyTorch weights, not OpenVINO exports")
-        return load_openvino(path, device, runtime, bf16=bf16)
+        return from_export_session(open_export(path, runtime, bf16=bf16), device)
     if path.suffix.lower() == DARKNET_SUFFIX and not cfg:
         raise UserValueError(f"{path}: Darknet weights need --cfg (the matching .cfg file)")
 
@@ -204,6 +218,6 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: boo
     if suffix == ".torchscript":
         return _from_torchscript(path, device, half)
     if suffix == ".onnx":
-        return load_onnxruntime(path, device, runtime)
+        return from_export_session(open_export(path, runtime, cuda=device.type == "cuda"), device)
     raise UserValueError(f"{path}: unsupported weights format '{suffix}' (expected one of "
                          f"{', '.join(PT_SUFFIXES + (DARKNET_SUFFIX,) + EXPORT_SUFFIXES)})")

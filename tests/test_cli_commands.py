@@ -57,7 +57,7 @@ def test_detect_command_line(tiny, tmp_path):
     assert (tmp_path / "cli" / "im.png").is_file()
     _, res = detect.run(str(weights), str(image), imgsz=[64], conf_thres=0.001, nosave=True,
                         project=str(tmp_path), name="api")
-    det = res[0][2]
+    det = torch.from_numpy(res[0][2])
     assert len(rows) == len(det) > 0
     h, w = 96, 128
     xywhn = torch.stack([(det[:, 0] + det[:, 2]) / 2 / w, (det[:, 1] + det[:, 3]) / 2 / h,

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +18,8 @@ from models.backends import export_metadata, load_backend
 from tests.detections import assert_same_detections
 from tests.shared_data import shared_path
 from tests.test_val import make_small_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +87,11 @@ def test_detect_gives_torch_one_thread_beside_onnx_runtime(exported, tmp_path, m
     load = detect.load_detector
 
     def recording(opt):
-        backend = load(opt)
-        forward = backend.forward
-        backend.forward = lambda *a: (seen.setdefault(backend.kind, torch.get_num_threads()), forward(*a))[1]
-        return backend
+        detector = load(opt)
+        name = "run" if hasattr(detector, "run") else "forward"  # an ExportSession's or a Backend's
+        call = getattr(detector, name)
+        setattr(detector, name, lambda *a: (seen.setdefault(detector.kind, torch.get_num_threads()), call(*a))[1])
+        return detector
 
     monkeypatch.setattr(detect, "load_detector", recording)
     image = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
@@ -94,6 +100,57 @@ def test_detect_gives_torch_one_thread_beside_onnx_runtime(exported, tmp_path, m
         detect.run(weights, image, imgsz=[320], nosave=True, project=str(tmp_path))
     assert seen == {"pt": threads, "onnx": 1}
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.slow
+def test_detect_runs_a_cpu_export_without_torch(exported, tmp_path):
+    """detect.py on an ONNX file computing on the CPU runs where torch cannot be imported (as if not installed:
+    about a second of each run saved), and still writes its annotated image and labels."""
+    _, files = exported
+    image = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
+    argv = ["detect.py", "--weights", str(files["dynamic"]), "--source", str(image), "--img", "320", "--save-txt",
+            "--project", str(tmp_path)]
+    code = ("import runpy, sys; sys.modules['torch'] = None; "  # `import torch` now raises ImportError
+            f"sys.argv = {argv!r}; runpy.run_path('detect.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "exp" / "000000000009.jpg").is_file()
+    assert (tmp_path / "exp" / "labels" / "000000000009.txt").read_text().strip()
+
+
+@pytest.mark.slow
+def test_detect_numpy_path_equals_torch_path(exported, tmp_path, monkeypatch):
+    """The ExportSession path (NumPy NMS) gives exactly the rows of the torch Backend path over the same ONNX
+    file, with the class filter, agnostic NMS and max_det too."""
+    _, files = exported
+    images = shared_path("datasets", "coco128", "images", "train2017")
+    source = tmp_path / "list.txt"
+    source.write_text("\n".join(str(images / f"{s}.jpg") for s in ("000000000009", "000000000025", "000000000030",
+                                                                    "000000000034", "000000000036")) + "\n")
+    settings = ({"conf_thres": 0.01}, {"classes": [0, 45], "agnostic_nms": True, "max_det": 3})
+    numpy_runs = [detect.run(files["dynamic"], source, imgsz=[320], nosave=True, project=str(tmp_path), **kw)[1]
+                  for kw in settings]
+    monkeypatch.setattr(detect, "runs_without_torch", lambda opt: False)
+    for kw, ours in zip(settings, numpy_runs):
+        theirs = detect.run(files["dynamic"], source, imgsz=[320], nosave=True, project=str(tmp_path), **kw)[1]
+        assert [r[0] for r in ours] == [r[0] for r in theirs] and sum(len(r[2]) for r in ours) > 0
+        for (_, _, a), (_, _, b) in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_which_detect_runs_go_without_torch(tmp_path):
+    """CPU exports go without torch; PyTorch weights, accelerators and flags that need a torch model do not."""
+    from utils.detection.options import DetectOptions
+
+    ir = tmp_path / "m_openvino_model"
+    ir.mkdir()
+    cases = [("m.onnx", "cpu", {}, True), (str(ir), "", {}, True), (str(ir), "cpu", {"bf16": True}, True),
+             ("m.pt", "cpu", {}, False), ("m.onnx", "0", {}, False), ("m.onnx", "cpu", {"augment": True}, False),
+             ("m.onnx", "cpu", {"bf16": True}, False), ("m.torchscript", "cpu", {}, False),
+             ("m.onnx", "cpu", {"compile": True}, False)]
+    for weights, device, flags, want in cases:
+        assert detect.runs_without_torch(DetectOptions(weights=weights, device=device, **flags)) is want, \
+            (weights, device, flags)
 
 
 def test_export_errors(tmp_path):

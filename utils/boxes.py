@@ -1,20 +1,24 @@
 """Box geometry: format conversions, IoU variants, clipping and rescaling.
 
 Pure functions on torch tensors or numpy arrays (where noted). Boxes are `xyxy` (corners) or
-`xywh` (centre, size); an `n` suffix means normalised to image width/height.
+`xywh` (centre, size); an `n` suffix means normalised to image width/height. The conversions, clipping and
+rescaling import no torch, so that exports run without it (detect.py); the IoU functions take tensors.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 
-Array = torch.Tensor | np.ndarray
+if TYPE_CHECKING:
+    import torch
+
+Array = Union["torch.Tensor", np.ndarray]
 
 
 def _clone(x: Array) -> Array:
-    return x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+    return np.copy(x) if isinstance(x, np.ndarray) else x.clone()
 
 
 def xywh2xyxy(x: Array) -> Array:
@@ -70,7 +74,7 @@ def xyn2xy(x: Array, w: float = 640, h: float = 640, padw: float = 0, padh: floa
 def clip_boxes(boxes: Array, shape: tuple[float, float]) -> Array:
     """Clip xyxy boxes in place to an image of shape (h, w); returns them."""
     h, w = shape[0], shape[1]
-    if isinstance(boxes, torch.Tensor):
+    if not isinstance(boxes, np.ndarray):
         boxes[..., 0].clamp_(0, w)
         boxes[..., 1].clamp_(0, h)
         boxes[..., 2].clamp_(0, w)
@@ -107,6 +111,8 @@ def box_area(box: torch.Tensor) -> torch.Tensor:
 
 def box_iou(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """Pairwise IoU of xyxy boxes: (N, 4) x (M, 4) -> (N, M)."""
+    import torch
+
     (a1, a2), (b1, b2) = box1.unsqueeze(1).chunk(2, 2), box2.unsqueeze(0).chunk(2, 2)
     inter = (torch.min(a2, b2) - torch.max(a1, b1)).clamp(0).prod(2)
     return inter / (box_area(box1)[:, None] + box_area(box2)[None] - inter + eps)
@@ -119,6 +125,8 @@ def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, xywh: bool = True, GIoU: bo
     CIoU = IoU - rho^2/c^2 - alpha*v with v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2 and
     alpha = v / (v - IoU + 1 + eps) (Zheng et al. 2020), exactly as YOLOv5's loss uses it.
     """
+    import torch
+
     if xywh:
         (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.chunk(4, -1), box2.chunk(4, -1)
         w1_, h1_, w2_, h2_ = w1 / 2, h1 / 2, w2 / 2, h2 / 2

@@ -1,4 +1,5 @@
-"""What detect.py writes per frame: annotated images/videos, labels/*.txt, crops/<class>/*.jpg."""
+"""What detect.py writes per frame: annotated images/videos, labels/*.txt, crops/<class>/*.jpg; a frame's detections
+are an (n, 6) float32 array [x1, y1, x2, y2, conf, cls] in its pixels."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from utils.annotate import colors, draw_boxes
 from utils.yolo_txt import detection_lines
@@ -44,7 +44,7 @@ class ResultWriter:
         if opt.save_txt:
             (save_dir / "labels").mkdir(parents=True, exist_ok=True)
 
-    def write(self, frame, det: torch.Tensor) -> None:
+    def write(self, frame, det: np.ndarray) -> None:
         """Labels, crops and the annotated image of one frame."""
         opt = self.opt
         stem = Path(_safe_name(frame.path)).stem + (f"_{frame.index}" if frame.is_video else "")
@@ -65,19 +65,19 @@ class ResultWriter:
             f.writelines(f"{ln}\n" for ln in lines)
         self.n_labels += 1
 
-    def _crops(self, im0: np.ndarray, det: torch.Tensor, stem: str) -> None:
+    def _crops(self, im0: np.ndarray, det: np.ndarray, stem: str) -> None:
         for k, (*xyxy, _, cls) in enumerate(det.tolist()):
             folder = self.save_dir / "crops" / self.names[int(cls)]
             folder.mkdir(parents=True, exist_ok=True)
             self._submit(cv2.imwrite, str(folder / f"{stem}_{k}.jpg"), crop_box(im0, xyxy).copy())
 
-    def _annotate(self, im: np.ndarray, det: torch.Tensor) -> np.ndarray:
+    def _annotate(self, im: np.ndarray, det: np.ndarray) -> np.ndarray:
         if not len(det):
             return im
-        opt, cls = self.opt, det[:, 5].long().tolist()
+        opt, cls = self.opt, det[:, 5].astype(int).tolist()
         labels = None if opt.hide_labels else [
             self.names[c] if opt.hide_conf else f"{self.names[c]} {s:.2f}" for c, s in zip(cls, det[:, 4].tolist())]
-        return draw_boxes(im, det[:, :4].numpy(), labels, [colors(c) for c in cls], opt.line_thickness)
+        return draw_boxes(im, det[:, :4], labels, [colors(c) for c in cls], opt.line_thickness)
 
     def _show(self, name: str, im: np.ndarray) -> None:
         try:
