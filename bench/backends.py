@@ -155,7 +155,8 @@ def main() -> None:
     opt = ap.parse_args()
     official, source = load_baseline(opt.baseline)
     t0 = time.time()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul {matmul_gflops():.0f} GFLOP/s, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul {matmul_gflops():.0f} GFLOP/s "
+          f"(bfloat16 {matmul_gflops(dtype=torch.bfloat16):.0f}, the anchor of the bf16 rows), "
           f"load average {os.getloadavg()[0]:.1f}; official figures: {source}")
     head = ["model", "backend", *[f"forward b{bs} ms (x official)" for bs in opt.batch],
             "detect.py 128 images (x official)", "val mAP50-95"]

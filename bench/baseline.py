@@ -87,11 +87,12 @@ def time_forward(fn, x, warmup: int, reps: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def matmul_gflops(n: int = 2048, reps: int = 20) -> float:
-    """Median float32 n^3 matmul rate of this CPU, the sanity anchor perf.md also records."""
+def matmul_gflops(n: int = 2048, reps: int = 20, dtype=None) -> float:
+    """Median n^3 matmul rate of this CPU (float32 unless `dtype`), the sanity anchor perf.md also records.
+    bfloat16 gives the limit that a bf16 backend's forward compares with (AMX runs it several times faster)."""
     import torch
 
-    a, b = torch.rand(n, n), torch.rand(n, n)
+    a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []

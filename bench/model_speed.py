@@ -179,9 +179,10 @@ def main() -> None:
         return
     official, source = load_baseline(opt.baseline)
     torch.manual_seed(0)
-    mm = matmul_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul 2048^3: {mm:.0f} GFLOP/s "
-          f"(baseline machine: {official['matmul_gflops']:.0f}); official figures from {source}")
+    mm, mm_bf16 = matmul_gflops(), matmul_gflops(dtype=torch.bfloat16)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul 2048^3: {mm:.0f} GFLOP/s, "
+          f"bfloat16 {mm_bf16:.0f} GFLOP/s (float32 on the baseline machine: {official['matmul_gflops']:.0f}); "
+          f"official figures from {source}")
     print(f"{'model':8} {'batch':>5} {'setting':36} {'ms':>8} {'img/s':>7} {'GFLOP/s':>8} {'vs official':>11}")
     for name in opt.models:
         model = Model(f"{name}.yaml").eval().fuse()
@@ -198,7 +199,8 @@ def main() -> None:
                 print(f"{name:8} {bs:>5} {label:36} {ms:8.1f} {bs / ms * 1e3:7.1f} {gf * bs / ms * 1e3:8.0f} {ratio:>11}")
             limit = gf * bs / mm * 1e3  # the forward's FLOPs at this CPU's matmul rate
             print(f"{name:8} {bs:>5} {'matmul limit (GFLOPs / matmul rate)':36} {limit:8.1f}   -> fastest setting "
-                  f"{best:.1f} ms = {best / limit:.2f}x the limit (other backends: bench/backends.py)")
+                  f"{best:.1f} ms = {best / limit:.2f}x the limit (other backends: bench/backends.py; a bf16 "
+                  f"backend's limit: {gf * bs / mm_bf16 * 1e3:.1f} ms at the bfloat16 matmul rate)")
 
 
 if __name__ == "__main__":
