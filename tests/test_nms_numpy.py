@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.shared_data import shared_path
+from tests.test_nms import cases, pred  # noqa: F401 - the official NMS cases, as fixtures
 from tests.test_v8_nms import _sorted_rows
 from utils.nms import non_max_suppression
 from utils.nms_numpy import greedy_nms, non_max_suppression_numpy
@@ -15,17 +16,9 @@ SINGLE_LABEL_CASES = ["val_single_label", "detect", "detect_agnostic", "detect_c
 
 
 @pytest.fixture(scope="module")
-def cases() -> dict:
-    return torch.load(shared_path("reference", "yolov5", "nms_cases.pt"), weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def pred(cases: dict) -> np.ndarray:
-    """The official (4, 25200, 85) prediction rebuilt from its sparse copy (zeros where obj <= 1e-3)."""
-    full = torch.zeros(cases["pred_shape"])
-    for b, (rows, index) in enumerate(zip(cases["pred_rows"], cases["pred_row_index"])):
-        full[b, index] = rows
-    return full.numpy()
+def pred_np(pred: torch.Tensor) -> np.ndarray:
+    """The official (4, 25200, 85) prediction (tests/test_nms.py's fixture) as an array."""
+    return pred.numpy()
 
 
 def _kwargs(kw: dict) -> dict:
@@ -34,8 +27,8 @@ def _kwargs(kw: dict) -> dict:
 
 
 @pytest.mark.parametrize("name", SINGLE_LABEL_CASES)
-def test_reproduces_official_yolov5_cases(cases: dict, pred: np.ndarray, name: str) -> None:
-    out = non_max_suppression_numpy(pred, **_kwargs(cases["nms_kwargs"][name]))
+def test_reproduces_official_yolov5_cases(cases: dict, pred_np: np.ndarray, name: str) -> None:
+    out = non_max_suppression_numpy(pred_np, **_kwargs(cases["nms_kwargs"][name]))
     expected = cases["nms"][name]
     assert len(out) == len(expected) == 4
     for got, want in zip(out, expected):
@@ -44,13 +37,13 @@ def test_reproduces_official_yolov5_cases(cases: dict, pred: np.ndarray, name: s
 
 
 @pytest.mark.parametrize("name", SINGLE_LABEL_CASES)
-def test_rows_equal_utils_nms(cases: dict, pred: np.ndarray, name: str) -> None:
+def test_rows_equal_utils_nms(cases: dict, pred_np: np.ndarray, name: str) -> None:
     """Exactly the rows of the torch NMS (same order, same float32 values), with max_det and a class filter too."""
     kw = _kwargs(cases["nms_kwargs"][name])
-    assert sum(len(d) for d in non_max_suppression_numpy(pred, **kw)) > 0 or name == "detect_classes0"
+    assert sum(len(d) for d in non_max_suppression_numpy(pred_np, **kw)) > 0 or name == "detect_classes0"
     for extra in ({}, {"max_det": 5}, {"classes": [2, 45, 50]}):
-        ours = non_max_suppression_numpy(pred, **(kw | extra))
-        theirs = non_max_suppression(torch.from_numpy(pred), **(kw | extra), time_limit=float("inf"))
+        ours = non_max_suppression_numpy(pred_np, **(kw | extra))
+        theirs = non_max_suppression(torch.from_numpy(pred_np), **(kw | extra), time_limit=float("inf"))
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(a, b.numpy())
 
