@@ -135,3 +135,23 @@ def test_preprocess_matches_darknet_input_up_to_jpeg_decoding() -> None:
         if mode == "letterbox":  # the 0.5 bands above and below the 768x576 image (416 x 312 inside)
             np.testing.assert_array_equal(x[..., :52, :], ref[..., :52, :])
             np.testing.assert_array_equal(x[..., 364:, :], ref[..., 364:, :])
+
+
+def test_darknet_nms_keeps_what_torchvision_batched_nms_keeps() -> None:
+    """darknet_nms (per-class NMS through utils/nms_kernel, no torchvision import) zeroes exactly the (box, class)
+    entries that torchvision.ops.batched_nms drops, for few classes and many."""
+    import torchvision
+
+    from utils.darknet_infer import darknet_nms
+
+    g = torch.Generator().manual_seed(0)
+    for n, nc, density in ((60, 3, 0.5), (400, 20, 0.3)):
+        xywh = torch.cat((torch.rand(n, 2, generator=g), torch.rand(n, 2, generator=g) * 0.3 + 0.02), 1)
+        probs = torch.rand(n, nc, generator=g) * (torch.rand(n, nc, generator=g) < density)
+        out = darknet_nms(xywh, probs, 0.45)
+        box, cls = torch.nonzero(probs > 0, as_tuple=True)
+        xyxy = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
+        keep = torchvision.ops.batched_nms(xyxy[box].double(), probs[box, cls].double(), cls, 0.45)
+        want = torch.zeros_like(probs)
+        want[box[keep], cls[keep]] = probs[box[keep], cls[keep]]
+        assert torch.equal(out, want) and 0 < (out > 0).sum() < (probs > 0).sum()

@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torchvision
+
+from utils.nms_kernel import nms as nms_kernel
 
 
 def read_rgb(image: str | Path | np.ndarray) -> np.ndarray:
@@ -103,9 +104,10 @@ def darknet_nms(xywh: torch.Tensor, probs: torch.Tensor, nms: float = 0.45) -> t
     box, cls = torch.nonzero(probs > 0, as_tuple=True)
     if box.numel():
         xyxy = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
-        keep = torchvision.ops.batched_nms(xyxy[box].double(), probs[box, cls].double(), cls, nms)
         kept = torch.zeros_like(box, dtype=torch.bool)
-        kept[keep] = True
+        for c in cls.unique():  # each class alone: torchvision.ops.batched_nms's exact (per-class) rule
+            (idx,) = torch.nonzero(cls == c, as_tuple=True)
+            kept[idx[nms_kernel(xyxy[box[idx]].double(), probs[box[idx], c].double(), nms)]] = True
         out[box[~kept], cls[~kept]] = 0
     return out
 
