@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "utils/loss.py": ("tests/test_loss.py", "tests/test_darknet_train.py"),  # the latter: Darknet score_logits
     "utils/nms.py": ("tests/test_nms.py",),
+    "utils/nms_numpy.py": ("tests/test_nms_numpy.py",),
     "utils/metrics.py": ("tests/test_metrics.py",),
     "utils/boxes.py": ("tests/test_boxes.py",),
     "utils/data/mosaic.py": ("tests/test_augment.py",),
