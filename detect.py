@@ -35,6 +35,7 @@ import numpy as np
 from models.backend_export import ExportSession, detections, open_export, with_thresholds
 from models.backend_openvino import is_openvino
 from utils.data.augment import letterbox
+from utils.data.chw import chw_rgb
 from utils.boxes import scale_boxes
 from utils.detect_output import ResultWriter
 from utils.detection.options import DetectOptions
@@ -55,7 +56,7 @@ class Prepared:
 def prepare(frame: Frame, imgsz: tuple[int, int], stride: int, auto: bool) -> Prepared:
     """Letterbox (YOLOv5 detect.py: auto pads only to a stride multiple) and convert to CHW RGB."""
     im = letterbox(frame.im0, imgsz, stride=stride, auto=auto)[0]
-    return Prepared(frame, np.ascontiguousarray(im.transpose((2, 0, 1))[::-1]))
+    return Prepared(frame, chw_rgb(im))
 
 
 def prefetch(items: Iterator[Prepared], depth: int = 16) -> Iterator[Prepared]:

@@ -21,6 +21,7 @@ import torch
 
 from baseline import SHARED, add_baseline_arg, load_baseline  # noqa: E402
 from utils.data.augment import augment_hsv, random_perspective
+from utils.data.chw import chw_rgb
 from utils.data.dataloaders import LoadImagesAndLabels, create_dataloader
 from utils.hyp import load_hyp
 from utils.data.files import list_image_files
@@ -99,8 +100,7 @@ def profile(source: str, hyp: dict, reps: int = 32) -> dict[str, float]:
     t["perspective"] = _timed(lambda: random_perspective(m, lab.copy(), rng, 0, 0.1, 0.5, 0, 0, (-320, -320)), reps)
     out = random_perspective(m, lab.copy(), rng, 0, 0.1, 0.5, 0, 0, (-320, -320))[0]
     t["hsv"] = _timed(lambda: augment_hsv(out, rng, 0.015, 0.7, 0.4), reps)
-    t["to tensor (flip BGR->RGB, CHW)"] = _timed(
-        lambda: torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)[::-1])), reps)
+    t["to tensor (flip BGR->RGB, CHW)"] = _timed(lambda: torch.from_numpy(chw_rgb(out)), reps)
     batch = [ds[i] for i in range(16)]
     t["collate (per sample)"] = _timed(lambda: LoadImagesAndLabels.collate_fn(batch), 8) / 16
     t["full __getitem__"] = _timed(lambda: ds[int(rng.integers(len(ds)))], reps)

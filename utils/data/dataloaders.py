@@ -10,11 +10,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from utils.data.augment import augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective
 from utils.boxes import xywhn2xyxy, xyxy2xywhn
+from utils.data.chw import chw_rgb
 from utils.data.data_order import ResumableSampler
 from utils.data.files import img2label_paths, list_image_files
 from utils.data.image_check import read_image
@@ -213,8 +214,7 @@ class LoadImagesAndLabels(Dataset):
         out = torch.zeros((len(labels), 6))
         if len(labels):
             out[:, 1:] = torch.from_numpy(labels)
-        im = np.ascontiguousarray(im.transpose((2, 0, 1))[::-1])  # HWC BGR -> CHW RGB
-        return torch.from_numpy(im), out, self.im_files[index], shapes
+        return torch.from_numpy(chw_rgb(im)), out, self.im_files[index], shapes
 
     @staticmethod
     def collate_fn(batch):
@@ -222,7 +222,9 @@ class LoadImagesAndLabels(Dataset):
         ims, labels, paths, shapes = zip(*batch)
         for i, lb in enumerate(labels):
             lb[:, 0] = i
-        return torch.stack(ims, 0), torch.cat(labels, 0), paths, shapes
+        # default_collate stacks a worker's batch straight into shared memory, which it crosses to the main process
+        # through: torch.stack would build it in private memory and then copy every image (1.2 MB at 640) again
+        return default_collate(list(ims)), torch.cat(labels, 0), paths, shapes
 
     @staticmethod
     def collate_fn4(batch):
