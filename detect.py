@@ -183,7 +183,7 @@ def infer_images(backend, batch: list[Prepared], opt: DetectOptions) -> tuple[li
 def host_threads_beside(backend):
     """torch's and OpenCV's own work (scaling, letterbox, NMS, saving) on one thread each while a runtime's CPU pool
     runs the forwards; their idle threads otherwise spin on its cores (coco128 through ONNX Runtime on 2 cores:
-    forward 20 -> 17 ms, 4.7 -> 4.4 s). A no-op for PyTorch models and accelerators."""
+    forward 20 -> 17 ms, 4.7 -> 4.3 s). A no-op for PyTorch models and accelerators."""
     from utils.host_threads import host_threads
 
     return host_threads(1) if backend.own_cpu_threads else contextlib.nullcontext()

@@ -1,4 +1,5 @@
-"""NMS speed with val.py's flags: batch-vectorised `non_max_suppression` vs a naive per-image loop.
+"""NMS speed with val.py's flags: batch-vectorised `non_max_suppression` vs a naive per-image loop; with detect.py's
+flags also the NumPy NMS that detect.py runs CPU exports with (utils/nms_numpy.py), image by image as detect.py does.
 
 Input: the (4, 25200, 85) official yolov5n prediction of nms_cases.pt, tiled to a val-sized batch.
 Prints ms per image for both (best of the repeats, as the machine is shared), their ratio, and the
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 
@@ -21,9 +23,11 @@ sys.path.insert(0, str(REPO))
 
 from utils.boxes import xywh2xyxy  # noqa: E402
 from utils.nms import MAX_WH, non_max_suppression  # noqa: E402
+from utils.nms_numpy import non_max_suppression_numpy  # noqa: E402
 
 OFFICIAL_VAL_NMS_MS = 6.7  # perf.md b: official val.py, yolov5n, coco128, 640, batch 32, per image
 VAL_FLAGS = {"conf_thres": 0.001, "iou_thres": 0.6, "multi_label": True, "max_det": 300}
+DETECT_FLAGS = {"conf_thres": 0.25, "iou_thres": 0.45, "max_det": 1000}  # one label per box
 
 
 def naive_nms(pred: torch.Tensor, conf_thres: float, iou_thres: float, multi_label: bool,
@@ -84,6 +88,22 @@ def main() -> None:
     print(f"speed-up vs naive: {t_slow / t_fast:.2f}x")
     print(f"vs official val.py NMS {OFFICIAL_VAL_NMS_MS} ms/image (perf.md; different images): "
           f"{OFFICIAL_VAL_NMS_MS / (t_fast / n):.2f}x")
+    detect_nms(pred, args.repeats)
+
+
+def detect_nms(pred: torch.Tensor, repeats: int) -> None:
+    """detect.py's flags, one image per call: utils/nms.py, the naive loop and utils/nms_numpy.py (same rows)."""
+    images, arrays = list(pred.split(1)), [p.numpy() for p in pred.split(1)]
+    with torch.inference_mode():
+        for t, a in zip(images, arrays):
+            want = non_max_suppression(t, **DETECT_FLAGS, time_limit=1e9)[0].numpy()
+            assert np.array_equal(want, non_max_suppression_numpy(a, **DETECT_FLAGS)[0]), "NumPy NMS disagrees"
+        runs = {"utils/nms.py": lambda: [non_max_suppression(t, **DETECT_FLAGS, time_limit=1e9) for t in images],
+                "naive loop": lambda: [naive_nms(t, **DETECT_FLAGS, multi_label=False) for t in images],
+                "utils/nms_numpy.py": lambda: [non_max_suppression_numpy(a, **DETECT_FLAGS) for a in arrays]}
+        ms = {k: time_ms(fn, repeats) / len(images) for k, fn in runs.items()}
+    print(f"detect flags {DETECT_FLAGS}, one image per call: "
+          + ", ".join(f"{k} {v:.3f} ms/image" for k, v in ms.items()))
 
 
 if __name__ == "__main__":
