@@ -138,6 +138,18 @@ def test_detect_numpy_path_equals_torch_path(exported, tmp_path, monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
+def test_detect_names_a_corrupt_cpu_export(exported, tmp_path):
+    """The NumPy path opens the file itself: a truncated ONNX file is one error naming it, as through load_backend."""
+    from utils.cli import UserError
+
+    _, files = exported
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(files["dynamic"].read_bytes()[:50_000])
+    image = shared_path("datasets", "coco128", "images", "train2017", "000000000009.jpg")
+    with pytest.raises(UserError, match="cut.onnx: not a loadable ONNX model"):
+        detect.run(cut, image, device="cpu", nosave=True, project=str(tmp_path))
+
+
 def test_which_detect_runs_go_without_torch(tmp_path):
     """CPU exports go without torch; PyTorch weights, accelerators and flags that need a torch model do not."""
     from utils.detection.options import DetectOptions
