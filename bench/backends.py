@@ -78,13 +78,19 @@ def export_all(weights: Path, folder: Path, backends: list[str], batches: list[i
 
 
 def latency(backend: str, files: dict[int, Path], bs: int) -> float:
-    """Median forward milliseconds at (bs, 3, 640, 640) (perf.md d: batch 1 5 warmups / 20 runs, batch 8 2 / 8)."""
+    """Median forward milliseconds at (bs, 3, 640, 640) (perf.md d: batch 1 5 warmups / 20 runs, batch 8 2 / 8).
+
+    OpenVINO warms up until the shape has its static compilation (models/openvino_shapes.py): the figure is what a
+    fixed-shape stream gets after its first STATIC_AFTER calls."""
     from models.backends import load_backend
+    from models.openvino_shapes import STATIC_AFTER
 
     path = files.get(bs, files.get(0))
     b = load_backend(path, "cpu", compile=backend == "compiled", bf16=backend.endswith("bf16"))
     x = torch.rand(bs, 3, IMGSZ, IMGSZ)
     warmup, reps = (5, 20) if bs == 1 else (2, 8)
+    if backend.startswith("openvino"):
+        warmup = max(warmup, STATIC_AFTER)
     return time_forward(b, x, warmup + 2 * (backend == "compiled"), reps)
 
 

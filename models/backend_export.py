@@ -98,6 +98,7 @@ class ExportSession:
     has_objectness: bool = True
     nms: dict | None = None
     test_cfg: dict | None = None
+    static_shapes: object = field(default=None, repr=False)  # OpenVINO, dynamic IR: models/openvino_shapes.StaticShapes
 
 
 def open_export(path: Path, runtime: str | None = None, bf16: bool = False, cuda: bool = False) -> ExportSession:

@@ -6,7 +6,8 @@ Inference runs at f32 precision by default: on CPUs with AMX, OpenVINO's default
 figures away from PyTorch's; INT8 IRs still run their quantized layers in int8. `bf16=True` (--bf16) asks for bf16
 on a CPU that has it (AVX-512 BF16 or AMX): bench/backends.py timed yolov5n at 640 batch 1 in 22.5 ms instead of
 31.2 on a 2-core EPYC, val mAP50-95 0.3605 instead of 0.3609. `open_openvino` needs no torch (an ExportSession on
-NumPy arrays); models/backends.py wraps it for torch callers.
+NumPy arrays); models/backends.py wraps it for torch callers. A dynamic IR also gets a static compilation for
+each input shape that recurs (models/openvino_shapes.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from models.backend_export import (METADATA_KEYS, ExportSession, check_call, check_input_shape, check_output_width,
                                    parse_metadata, static_fields)
+from models.openvino_shapes import STATIC_AFTER, StaticShapes
 from utils.cli import UserFileNotFoundError, UserValueError
 
 RT_SECTION = "yolo"
@@ -75,8 +77,11 @@ def cpu_config(core, bf16: bool) -> dict[str, str]:
     return {"INFERENCE_PRECISION_HINT": "bf16"}
 
 
-def open_openvino(path: Path, runtime: str | None = None, bf16: bool = False) -> ExportSession:
-    """An ExportSession over an OpenVINO compiled model of `path` (folder or .xml); `bf16` on CPU only."""
+def open_openvino(path: Path, runtime: str | None = None, bf16: bool = False,
+                  static_after: int = STATIC_AFTER) -> ExportSession:
+    """An ExportSession over an OpenVINO compiled model of `path` (folder or .xml); `bf16` on CPU only.
+
+    A dynamic IR is compiled once for any shape, and again for an input shape once it has come `static_after` times."""
     xml = ir_file(path)
     core, model = _read(xml)
     meta = parse_metadata(xml, read_metadata(model))
@@ -92,15 +97,32 @@ def open_openvino(path: Path, runtime: str | None = None, bf16: bool = False) ->
     if bf16 and not target.startswith("CPU"):
         raise UserValueError(f"--bf16 with OpenVINO applies to the CPU device, not --backend {runtime}")
     config = cpu_config(core, bf16) if target.startswith("CPU") else {}
-    compiled = core.compile_model(model, target, config)
-    request = compiled.create_infer_request()
+    dynamic = compiled_request(core.compile_model(model, target, config))
+    shapes = None
+    if not shape.is_static:  # a recurring input shape gets a faster static compilation (models/openvino_shapes.py)
+        shapes = StaticShapes(lambda s: compiled_request(core.compile_model(static_copy(model, s), target, config)),
+                              after=static_after)
 
     def run(im: np.ndarray) -> np.ndarray:
         check_call(xml, meta, im)
-        result = request.infer({0: np.ascontiguousarray(im, dtype=np.float32)})
+        x = np.ascontiguousarray(im, dtype=np.float32)
+        compiled, request = (shapes.get(x.shape) if shapes else None) or dynamic
+        result = request.infer({0: x})
         out = np.array(result[compiled.outputs[0]])
         check_output_width(xml, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
         return out
 
     return ExportSession(run, meta["names"], int(meta["stride"]), "openvino", xml, meta,
-                         own_cpu_threads=target.startswith("CPU"), **static_fields(meta))
+                         own_cpu_threads=target.startswith("CPU"), static_shapes=shapes, **static_fields(meta))
+
+
+def compiled_request(compiled) -> tuple:
+    """(compiled model, its infer request)."""
+    return compiled, compiled.create_infer_request()
+
+
+def static_copy(model, shape: tuple[int, ...]):
+    """A copy of the ov.Model with its input fixed to `shape`."""
+    copy = model.clone()
+    copy.reshape(list(shape))
+    return copy

@@ -181,6 +181,37 @@ def test_openvino_bf16(exports, tmp_path):
 
 
 @pytest.mark.slow
+def test_openvino_compiles_recurring_shapes(exports, tmp_path):
+    """A dynamic IR runs a shape on its dynamic compilation until the shape has come `static_after` times, then on
+    a static one with the same output; a shape seen less often stays dynamic; an IR fixed to one shape never adds
+    one."""
+    from models.backend_openvino import open_openvino
+
+    _, files, _ = exports
+    session = open_openvino(files["openvino"], static_after=3)
+    rng = np.random.default_rng(0)
+    x, other = rng.random((1, 3, IMGSZ, IMGSZ), np.float32), rng.random((1, 3, IMGSZ, IMGSZ - 64), np.float32)
+    first = session.run(x)
+    session.run(other)
+    session.run(x)
+    assert not session.static_shapes.compiled
+    third = session.run(x)  # the third call of x's shape compiles it for that shape
+    assert list(session.static_shapes.compiled) == [x.shape]
+    assert next(iter(session.static_shapes.compiled.values()))[0].inputs[0].get_partial_shape().is_static
+    np.testing.assert_allclose(third, first, rtol=1e-5, atol=1e-3)  # f32: the same figures as the dynamic one
+    np.testing.assert_allclose(session.run(other), load_backend(files["onnx"])(torch.from_numpy(other)).numpy(),
+                               rtol=1e-4, atol=2e-3)
+    assert list(session.static_shapes.compiled) == [x.shape]
+
+    model = ov.Core().read_model(str(files["openvino"] / "yolov5n.xml"))
+    model.reshape([1, 3, IMGSZ, IMGSZ])
+    ov.save_model(model, str(tmp_path / "fixed_openvino_model" / "fixed.xml"), compress_to_fp16=False)
+    fixed = open_openvino(tmp_path / "fixed_openvino_model", static_after=1)
+    np.testing.assert_allclose(fixed.run(x), first, rtol=1e-5, atol=1e-3)
+    assert fixed.static_shapes is None
+
+
+@pytest.mark.slow
 def test_backend_flag_picks_provider_and_device(exports):
     _, files, _ = exports
     x = torch.rand(1, 3, IMGSZ, IMGSZ)

@@ -19,6 +19,7 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed (requirements-
 
 CASES = ("test_exports_read_their_metadata", "test_detections_on_dog_equal_pytorch",
          "test_val_map_equals_pytorch_on_coco128", "test_int8_openvino_map_drop", "test_openvino_bf16",
+         "test_openvino_compiles_recurring_shapes",
          "test_backend_flag_picks_provider_and_device", "test_bad_exports_name_the_file",
          "test_simplified_onnx_verifies", "test_export_option_errors")
 
