@@ -49,10 +49,10 @@ def accelerate(backend, compile: bool = False, bf16: bool = False):
         forward = compiled_forward
 
     if bf16:
-        inner = forward
+        inner, device_type = forward, backend.device.type  # not `backend` itself: no reference cycle through forward
 
         def forward(im: torch.Tensor, augment: bool = False):
-            with torch.autocast(backend.device.type, dtype=torch.bfloat16):
+            with torch.autocast(device_type, dtype=torch.bfloat16):
                 out = inner(im, augment)
             decoded, raw = out if isinstance(out, (tuple, list)) else (out, None)
             return decoded.float(), raw

@@ -84,8 +84,10 @@ class ExportSession:
     (B, N, no) array, or for an in-graph NMS export (thresholds from `nms`) to per-image (n, 6) rows.
 
     The fields mirror models.backends.Backend's, which wraps a session for torch callers (val.py, detect.py on an
-    accelerator); detect.py on the CPU uses the session itself, without torch."""
-    run: Callable[[np.ndarray], "np.ndarray | list[np.ndarray]"] = field(repr=False)
+    accelerator); detect.py on the CPU uses the session itself, without torch. `infer(im, nms)` is the runtime's call;
+    it gets the thresholds as an argument, not by referring to the session (a reference cycle would keep the runtime
+    alive until a garbage collection, which a forked DataLoader worker may run: utils/data/worker_fork.py)."""
+    infer: Callable[[np.ndarray, "dict | None"], "np.ndarray | list[np.ndarray]"] = field(repr=False)
     names: list[str]
     stride: int
     kind: str  # 'onnx' or 'openvino'
@@ -99,6 +101,9 @@ class ExportSession:
     nms: dict | None = None
     test_cfg: dict | None = None
     static_shapes: object = field(default=None, repr=False)  # OpenVINO, dynamic IR: models/openvino_shapes.StaticShapes
+
+    def run(self, im: np.ndarray) -> "np.ndarray | list[np.ndarray]":
+        return self.infer(im, self.nms)
 
 
 def open_export(path: Path, runtime: str | None = None, bf16: bool = False, cuda: bool = False) -> ExportSession:

@@ -70,16 +70,15 @@ def open_onnxruntime(path: Path, runtime: str | None = None, cuda: bool = False)
     dtype = np.float16 if "float16" in inp.type else np.float32
     out_names = [o.name for o in outs]
 
-    def run(im: np.ndarray):
+    def infer(im: np.ndarray, nms: dict | None):
         check_call(path, meta, im)
         feeds = {inp.name: im.astype(dtype, copy=False)}
-        if export.nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
-            feeds |= {k: np.array([export.nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
+        if nms:  # in-graph NMS: the thresholds are graph inputs (see models/backend_export.with_thresholds)
+            feeds |= {k: np.array([nms[k]], np.float32) for k in ("conf_thres", "iou_thres")}
             return nms_rows(*session.run(out_names, feeds)[:3])
         out = session.run(out_names, feeds)[0]
         check_output_width(path, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
         return out
 
-    export = ExportSession(run, meta["names"], int(meta["stride"]), "onnx", path, meta,
-                           own_cpu_threads=chosen[0] in CPU_PROVIDERS, **static_fields(meta))
-    return export
+    return ExportSession(infer, meta["names"], int(meta["stride"]), "onnx", path, meta,
+                         own_cpu_threads=chosen[0] in CPU_PROVIDERS, **static_fields(meta))

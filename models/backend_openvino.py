@@ -103,7 +103,7 @@ def open_openvino(path: Path, runtime: str | None = None, bf16: bool = False,
         shapes = StaticShapes(lambda s: compiled_request(core.compile_model(static_copy(model, s), target, config)),
                               after=static_after)
 
-    def run(im: np.ndarray) -> np.ndarray:
+    def infer(im: np.ndarray, nms: dict | None) -> np.ndarray:  # an IR has no in-graph NMS (only ONNX gets one)
         check_call(xml, meta, im)
         x = np.ascontiguousarray(im, dtype=np.float32)
         compiled, request = (shapes.get(x.shape) if shapes else None) or dynamic
@@ -112,7 +112,7 @@ def open_openvino(path: Path, runtime: str | None = None, bf16: bool = False,
         check_output_width(xml, meta, out.shape[-1])  # a dynamic graph leaves its width unknown until it runs
         return out
 
-    return ExportSession(run, meta["names"], int(meta["stride"]), "openvino", xml, meta,
+    return ExportSession(infer, meta["names"], int(meta["stride"]), "openvino", xml, meta,
                          own_cpu_threads=target.startswith("CPU"), static_shapes=shapes, **static_fields(meta))
 
 

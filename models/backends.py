@@ -60,11 +60,13 @@ class Backend:
     # One original BGR image, conf, IoU -> (n, 6) [x1, y1, x2, y2, conf, cls] in its pixels, when the backend has
     # its own end-to-end pipeline (Darknet mode); None: letterbox -> forward -> NMS as YOLOv5.
     detect_image: Callable[[np.ndarray, float, float], torch.Tensor] | None = field(default=None, repr=False)
-
+    session: ExportSession | None = field(default=None, repr=False)  # the ONNX Runtime / OpenVINO session of forward
 
     def __call__(self, im: torch.Tensor, augment: bool = False):
         if augment and not self.pt:
             raise UserValueError(f"--augment (test-time augmentation) needs a PyTorch model, not a {self.kind} export")
+        if self.session is not None:
+            self.session.nms = self.nms  # an in-graph NMS export runs at the backend's thresholds (with_thresholds)
         return self.forward(im, augment) if self.pt else self.forward(im)
 
     @property
@@ -163,18 +165,19 @@ def _from_torchscript(path: Path, device: torch.device, half: bool) -> Backend:
 
 
 def from_export_session(export: ExportSession, device: torch.device) -> Backend:
-    """A Backend over an ONNX Runtime / OpenVINO session: torch tensors in and out, on `device`."""
+    """A Backend over an ONNX Runtime / OpenVINO session: torch tensors in and out, on `device`.
+
+    `forward` must not refer to the Backend: a reference cycle would keep the runtime's session (and its thread
+    pool) alive until a garbage collection, which a forked DataLoader worker may then run (utils/data/worker_fork.py)."""
 
     def forward(im: torch.Tensor):
-        export.nms = backend.nms  # an in-graph NMS export runs at the backend's thresholds (with_thresholds)
         out = export.run(im.detach().cpu().numpy())
         if isinstance(out, list):  # in-graph NMS: per-image rows
             return [torch.from_numpy(rows).to(device) for rows in out]
         return torch.from_numpy(out).to(device).float()
 
-    backend = Backend(forward, export.names, export.stride, export.kind, device,
-                      postprocess=export_postprocess(export.test_cfg), **static_fields(export.meta))
-    return backend
+    return Backend(forward, export.names, export.stride, export.kind, device, session=export,
+                   postprocess=export_postprocess(export.test_cfg), **static_fields(export.meta))
 
 
 def load_backend(path: str | Path, device: str | torch.device = "cpu", fuse: bool = True,

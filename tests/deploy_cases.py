@@ -18,6 +18,7 @@ import export
 import val
 from models.backends import load_backend
 from tests.detections import assert_same_detections
+from tests.no_gc import gc_disabled
 from tests.shared_data import shared_path
 from utils.cli import UserError
 
@@ -88,6 +89,21 @@ def test_exports_read_their_metadata(exports):
     assert not nms.dynamic and nms.imgsz == (IMGSZ, IMGSZ)
     assert files["openvino"].name == "yolov5n_openvino_model" and (files["openvino"] / "yolov5n.bin").is_file()
     assert load_backend(files["openvino"] / "yolov5n.xml").names == load_backend(files["onnx"]).names
+    assert_freed_when_dropped(files)
+
+
+def assert_freed_when_dropped(files: dict) -> None:
+    """No reference cycle: a dropped backend frees its runtime's session at once, with the garbage collector off (one
+    left to a collection ran its destructor in a forked DataLoader worker, which hung: utils/data/worker_fork.py)."""
+    import weakref
+
+    with gc_disabled():
+        for key in ("onnx", "openvino", "nms"):
+            backend = load_backend(files[key])
+            backend(torch.zeros(1, 3, IMGSZ, IMGSZ))
+            dropped = weakref.ref(backend), weakref.ref(backend.session)
+            del backend
+            assert [r() for r in dropped] == [None, None], key
 
 
 @pytest.mark.slow

@@ -2,11 +2,14 @@
 it and stays close; both refuse what they cannot do."""
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 
 from models.backend_compile import cpu_has_bf16
 from models.backends import load_backend
+from tests.no_gc import gc_disabled
 from tests.shared_data import shared_path
 from utils.cli import UserError
 
@@ -46,3 +49,13 @@ def test_bf16_refused_without_cpu_support(weights, monkeypatch):
     monkeypatch.setattr(bc, "cpu_has_bf16", lambda: False)
     with pytest.raises(UserError, match="neither AVX-512 BF16 nor AMX"):
         load_backend(weights, bf16=True)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has neither AVX-512 BF16 nor AMX")
+def test_bf16_backend_is_freed_when_dropped(weights):
+    """Its forward holds no reference to the backend: dropping it frees the model with no garbage collection."""
+    with gc_disabled():
+        backend = load_backend(weights, bf16=True)
+        model = weakref.ref(backend.model)
+        del backend
+        assert model() is None

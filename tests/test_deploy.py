@@ -2,7 +2,8 @@
 
 OpenVINO, NNCF and onnxslim crashed with SIGSEGV when several of these cases (or the rest of the suite) ran in one
 process before them; every case passes in a fresh interpreter. Running each there keeps the suite alive and still
-fails, with the case's output, when a case fails. The crash itself is open in issue #17."""
+fails, with the case's output (and, when it hangs, every thread's stack), when a case fails. The crash itself is
+open in issue #17."""
 from __future__ import annotations
 
 import os
@@ -25,6 +26,13 @@ CASES = ("test_exports_read_their_metadata", "test_detections_on_dog_equal_pytor
 
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CASE_TIMEOUT_S = 900  # every case takes under 30 s on a 2-core CPU
+STACK_DUMP_S = 600  # a case still running then prints every thread's stack (pytest's faulthandler_timeout)
+
+
+def _text(stream: bytes | str | None) -> str:
+    """A TimeoutExpired stream (bytes even under text=True) as text."""
+    return stream.decode(errors="replace") if isinstance(stream, bytes) else (stream or "")
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +49,12 @@ def exports_folder(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("case", CASES)
 def test_deploy_case_in_its_own_process(case: str, exports_folder: Path) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-           f"{ROOT / 'tests' / 'deploy_cases.py'}::{case}"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                         env={**ENV, "DEPLOY_EXPORTS": str(exports_folder)})
+           "-o", f"faulthandler_timeout={STACK_DUMP_S}", f"{ROOT / 'tests' / 'deploy_cases.py'}::{case}"]
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=CASE_TIMEOUT_S,
+                             env={**ENV, "DEPLOY_EXPORTS": str(exports_folder)})
+    except subprocess.TimeoutExpired as e:  # a hang: the child's faulthandler dump says where it stood
+        pytest.fail(f"{case} ran past {CASE_TIMEOUT_S} s; its output:\n{_text(e.stdout)}\n{_text(e.stderr)[-8000:]}")
     tail = (out.stdout + out.stderr)[-4000:]
     assert out.returncode == 0, tail
     assert "1 passed" in tail and "skipped" not in tail, tail

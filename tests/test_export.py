@@ -5,6 +5,7 @@ import itertools
 import shutil
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ import torch
 import detect
 import export
 import val
+from models.backend_export import with_thresholds
 from models.backends import export_metadata, load_backend
 from tests.detections import assert_same_detections
+from tests.no_gc import gc_disabled
 from tests.shared_data import shared_path
 from tests.test_val import make_small_dataset
 
@@ -58,6 +61,19 @@ def test_exports_match_pytorch_on_real_image(exported):
         got = load_backend(files[key])(x)
         torch.testing.assert_close(got[..., :4], expected[..., :4], atol=2e-3, rtol=1e-4)
         torch.testing.assert_close(got[..., 4:], expected[..., 4:], atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_an_export_backend_is_freed_when_dropped(exported):
+    """No reference cycle: dropping the backend frees the ONNX Runtime session at once, with no garbage collection
+    (one left to a collection ran its destructor in a forked DataLoader worker, which hung)."""
+    _, files = exported
+    with gc_disabled():
+        backend = with_thresholds(load_backend(files["onnx"]), 0.25, 0.45, multi_label=False)
+        backend(torch.zeros(1, 3, 320, 320))
+        dropped = weakref.ref(backend), weakref.ref(backend.session)
+        del backend
+        assert [r() for r in dropped] == [None, None]
 
 
 @pytest.mark.slow

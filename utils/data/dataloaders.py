@@ -22,6 +22,7 @@ from utils.data.image_check import read_image
 from utils.data.image_decode import decode_image
 from utils.data.label_cache import LOGGER, is_writeable, load_verified
 from utils.data.mosaic import mosaic4
+from utils.data.worker_fork import fork_without_garbage
 
 CACHE_MODES = (None, "ram", "disk")
 
@@ -296,7 +297,8 @@ class InfiniteDataLoader(DataLoader):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         object.__setattr__(self, "batch_sampler", _RepeatSampler(self.batch_sampler))
-        self.iterator = super().__iter__()
+        with fork_without_garbage():  # the workers start here
+            self.iterator = super().__iter__()
 
     def __len__(self) -> int:
         return len(self.batch_sampler.sampler)
