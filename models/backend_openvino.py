@@ -11,6 +11,7 @@ each input shape that recurs (models/openvino_shapes.py).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,21 @@ def write_metadata(model, meta: dict) -> None:
         model.set_rt_info(json.dumps(v), [RT_SECTION, k])
 
 
-def _read(xml: Path):
+@functools.cache
+def shared_core():
+    """The process's one ov.Core: every IR compiles through it.
+
+    Each Core's CPU plugin installs an alternate signal stack on the thread that first compiles with it and, when the
+    Core is freed, puts back the one it found. Cores freed out of creation order so put back a stack already unmapped,
+    and the next signal delivered to that thread (a DataLoader worker's SIGCHLD, Ctrl-C) killed the process with
+    SIGSEGV. One Core, freed only at exit, never does; it also loads the plugin once."""
     import openvino as ov
 
-    core = ov.Core()
+    return ov.Core()
+
+
+def _read(xml: Path):
+    core = shared_core()
     try:
         return core, core.read_model(str(xml))
     except Exception as e:  # RuntimeError for a truncated .xml/.bin, or a .bin of another model

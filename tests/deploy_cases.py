@@ -16,6 +16,7 @@ import torch
 import detect
 import export
 import val
+from models.backend_openvino import shared_core
 from models.backends import load_backend
 from tests.detections import assert_same_detections
 from tests.no_gc import gc_disabled
@@ -145,16 +146,14 @@ def test_int8_openvino_map_drop(exports, tmp_path):
     pytest.importorskip("nncf", reason="NNCF is not installed (requirements-deploy.txt)")
     w, files, root = exports
     data = files["data"]
-    # export.py's command line in its own process, as users run it: NNCF's quantization crashed (SIGSEGV) inside
-    # a pytest process that had already run ONNX Runtime and OpenVINO sessions, never on its own
+    # export.py's and val.py's command lines, as users run them (in this process they run as well since the
+    # OpenVINO Cores stopped leaving a freed signal stack behind: models/backend_openvino.shared_core)
     cmd = [sys.executable, str(ROOT / "export.py"), "--weights", str(w), "--include", "openvino", "--imgsz",
            str(IMGSZ), "--dynamic", "--int8", "--data", str(data), "--project", str(root), "--name", "int8"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     ir = root / "int8" / "yolov5n_int8_openvino_model"
     assert ir.is_dir()
-    # val.py on the INT8 IR in its own process too: OpenVINO's INT8 inference left this process to crash (SIGSEGV)
-    # in later, unrelated cases
     vcmd = [sys.executable, str(ROOT / "val.py"), "--weights", str(ir), "--data", str(data), "--imgsz", str(IMGSZ),
             "--batch-size", "16", "--project", str(tmp_path / "val"), "--name", "int8"]
     vout = subprocess.run(vcmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -171,7 +170,7 @@ BF16_BOX_PX, BF16_CONF, BF16_MAX_MAP_DIFF = 3.0, 0.03, 0.01
 
 
 def _cpu_has_bf16() -> bool:
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 @pytest.mark.slow
@@ -219,12 +218,53 @@ def test_openvino_compiles_recurring_shapes(exports, tmp_path):
                                rtol=1e-4, atol=2e-3)
     assert list(session.static_shapes.compiled) == [x.shape]
 
-    model = ov.Core().read_model(str(files["openvino"] / "yolov5n.xml"))
+    model = shared_core().read_model(str(files["openvino"] / "yolov5n.xml"))
     model.reshape([1, 3, IMGSZ, IMGSZ])
     ov.save_model(model, str(tmp_path / "fixed_openvino_model" / "fixed.xml"), compress_to_fp16=False)
     fixed = open_openvino(tmp_path / "fixed_openvino_model", static_after=1)
     np.testing.assert_allclose(fixed.run(x), first, rtol=1e-5, atol=1e-3)
     assert fixed.static_shapes is None
+
+
+def _signal_stack_is_mapped() -> bool:
+    """This thread's alternate signal stack, if it has one, lies in mapped memory (sigaltstack, mincore)."""
+    import ctypes
+    import mmap
+
+    class StackT(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ss = StackT()
+    assert libc.sigaltstack(None, ctypes.byref(ss)) == 0
+    if ss.ss_flags & 2 or not ss.ss_sp:  # SS_DISABLE: signals run on the thread's own stack
+        return True
+    start = ss.ss_sp - ss.ss_sp % mmap.PAGESIZE
+    pages = (ss.ss_sp + ss.ss_size - start + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    return libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(pages * mmap.PAGESIZE),
+                        ctypes.create_string_buffer(pages)) == 0  # -1 (ENOMEM) where a page is unmapped
+
+
+@pytest.mark.slow
+def test_openvino_backends_dropped_in_any_order_keep_signals_working(exports):
+    """Two OpenVINO backends dropped in the order they were made: this thread then still takes a signal (with a
+    Core each, the second Core put back the first one's freed signal stack and the signal was a SIGSEGV)."""
+    import signal
+    import threading
+
+    _, files, _ = exports
+    x = torch.zeros(1, 3, IMGSZ, IMGSZ)
+    first, second = load_backend(files["openvino"]), load_backend(files["openvino"])
+    first(x), second(x)
+    del first, second
+    assert _signal_stack_is_mapped()
+    got = []
+    before = signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+    try:  # CPython's C handler runs on the alternate stack (SA_ONSTACK), as the DataLoader's SIGCHLD handler does
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    assert got == [1]
 
 
 @pytest.mark.slow
