@@ -49,7 +49,7 @@ def coco128_subset(folder, n: int = N_IMAGES):
     return f
 
 
-EXPORTS_ENV = "DEPLOY_EXPORTS"  # a folder build_exports filled: tests/test_deploy.py builds it once for every case
+EXPORTS_ENV = "DEPLOY_EXPORTS"  # a folder build_exports filled: rerun cases by hand without building them again
 MANIFEST = "exports.json"
 
 
