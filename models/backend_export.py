@@ -201,4 +201,6 @@ def with_thresholds(backend, conf_thres: float, iou_thres: float, multi_label: b
                 f"in-graph NMS export keeps {'every class' if backend.nms.get('multi_label') else 'the best class'} "
                 f"per box (export --multi-label decides), unlike this script's default")
         backend.nms = backend.nms | {"conf_thres": conf_thres, "iou_thres": iou_thres}
+        if getattr(backend, "session", None) is not None:  # a Backend over an ExportSession: the graph's inputs
+            backend.session.nms = backend.nms
     return backend

@@ -65,8 +65,6 @@ class Backend:
     def __call__(self, im: torch.Tensor, augment: bool = False):
         if augment and not self.pt:
             raise UserValueError(f"--augment (test-time augmentation) needs a PyTorch model, not a {self.kind} export")
-        if self.session is not None:
-            self.session.nms = self.nms  # an in-graph NMS export runs at the backend's thresholds (with_thresholds)
         return self.forward(im, augment) if self.pt else self.forward(im)
 
     @property

@@ -88,9 +88,26 @@ def test_exports_read_their_metadata(exports):
     nms = load_backend(files["nms"])
     assert nms.nms == {"conf_thres": 0.25, "iou_thres": 0.45, "max_det": 300, "multi_label": False}
     assert not nms.dynamic and nms.imgsz == (IMGSZ, IMGSZ)
+    assert_in_graph_thresholds_follow_the_backend(files["nms"])
     assert files["openvino"].name == "yolov5n_openvino_model" and (files["openvino"] / "yolov5n.bin").is_file()
     assert load_backend(files["openvino"] / "yolov5n.xml").names == load_backend(files["onnx"]).names
     assert_freed_when_dropped(files)
+
+
+def assert_in_graph_thresholds_follow_the_backend(nms_export: Path) -> None:
+    """A Backend over an in-graph NMS export (val.py's path) feeds the graph the thresholds with_thresholds set."""
+    import cv2
+
+    from models.backend_export import with_thresholds
+    from utils.data.augment import letterbox
+
+    im = letterbox(cv2.imread(str(shared_path("darknet", "dog.jpg"))), IMGSZ, auto=False)[0]
+    x = torch.from_numpy(np.ascontiguousarray(im[..., ::-1].transpose(2, 0, 1)))[None].float() / 255
+    backend = load_backend(nms_export)
+    low = with_thresholds(backend, 0.05, 0.45, multi_label=False)(x)[0]
+    high = with_thresholds(backend, 0.6, 0.45, multi_label=False)(x)[0]
+    assert backend.session.nms["conf_thres"] == 0.6
+    assert len(high) < len(low) and float(high[:, 4].min()) >= 0.6 and float(low[:, 4].min()) < 0.6
 
 
 def assert_freed_when_dropped(files: dict) -> None:
@@ -99,7 +116,7 @@ def assert_freed_when_dropped(files: dict) -> None:
     import weakref
 
     with gc_disabled():
-        for key in ("onnx", "openvino", "nms"):
+        for key in ("openvino", "nms"):  # the dynamic ONNX one: tests/test_export.py
             backend = load_backend(files[key])
             backend(torch.zeros(1, 3, IMGSZ, IMGSZ))
             dropped = weakref.ref(backend), weakref.ref(backend.session)
