@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,6 +36,8 @@ def shared_path(*parts: str) -> Path:
     """Return ../shared/<parts>; when it is missing, skip the calling test (fail it under CI)."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
+        import pytest  # here, not at the top: bench/ scripts find ../shared through SHARED in the official code's venv
+
         what = "shared folder" if not SHARED.is_dir() else "shared reference file"
         reason = f"{what} missing: {path} (set YOLO_SHARED to the folder holding the reference data)"
         if under_ci():
